@@ -1,0 +1,134 @@
+"""`zsclip-predict` and `zsclip-eval`. Exit codes: 0 ok, 1 user error (one stderr line), 2 usage error."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+
+from zsclip.errors import ZsclipError
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="zsclip: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.pop("debug", False)
+        try:
+            return func(*args, **kwargs)
+        except ZsclipError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(func)
+    func = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(func)
+    func = click.option("--debug", is_flag=True, help="Show tracebacks of user errors.")(func)
+    return func
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.argument("out_json", type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
+@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
+@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
+@common_options
+@run_guarded
+def predict_main(
+    data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
+    batch_size: int, strict: bool, verbose: int, quiet: bool,
+) -> None:
+    """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
+
+    DATA_DIR holds datasets, each a folder with classes.json (Russian class names) and img/.
+    OUT_JSON is {dataset: {image_stem: class_index}}.
+    """
+    setup_logging(verbose, quiet)
+    from zsclip.paths import default_model_dir
+    from zsclip.predict import PredictConfig, predict_dir
+
+    cfg = PredictConfig(
+        data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
+        threads=threads, batch_size=batch_size, strict=strict,
+    )
+    bar: dict = {}
+
+    def on_start(total: int) -> None:
+        bar["bar"] = click.progressbar(length=total, label="predicting", file=sys.stderr, show_pos=True)
+        bar["bar"].__enter__()
+
+    try:
+        report = predict_dir(cfg, on_progress=lambda n: bar["bar"].update(n), on_start=on_start)
+    finally:
+        if "bar" in bar:
+            bar["bar"].__exit__(None, None, None)
+    if report.failed:
+        click.echo(f"warning: {len(report.failed)} undecodable image(s) got a fallback class "
+                   f"(first: {report.failed[0][0]})", err=True)
+    if not quiet:
+        total = report.timings.get("total", 0.0)
+        click.echo(f"{report.n_images} images in {len(report.predictions)} dataset(s), {total:.1f} s "
+                   f"-> {out_json}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("gt_json", type=click.Path(path_type=Path))
+@click.argument("out_json", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="The data dir, for class names and counts (default: next to GT_JSON under datasets/).")
+@click.option("--per-class", is_flag=True, help="Print accuracy for every class.")
+@click.option("--worst", type=int, default=10, show_default=True, help="Print the N worst classes.")
+@click.option("--confusion", type=click.Path(path_type=Path), default=None,
+              help="Write a confusion-matrix PNG per dataset (PATH, or PATH with the dataset name inserted).")
+@click.option("--no-strict", is_flag=True, help="Score even when images or datasets are missing.")
+@common_options
+@run_guarded
+def eval_main(
+    gt_json: Path, out_json: Path, data_dir: Optional[Path], per_class: bool, worst: int,
+    confusion: Optional[Path], no_strict: bool, verbose: int, quiet: bool,
+) -> None:
+    """Score OUT_JSON against GT_JSON: per-dataset and mean accuracy (the contest's numbers)."""
+    setup_logging(verbose, quiet)
+    from zsclip.datadir import find_datasets
+    from zsclip.evaluate import evaluate, read_labels, render_confusion_png, worst_classes
+
+    gt = read_labels(gt_json, "ground truth")
+    pred = read_labels(out_json, "predictions")
+    data_dir = data_dir or (gt_json.parent / "datasets")
+    names = {d.name: d.classes for d in find_datasets(data_dir)} if data_dir.is_dir() else {}
+    report = evaluate(gt, pred, strict=not no_strict, n_classes={k: len(v) for k, v in names.items()})
+    for score in report.datasets:
+        classes = names.get(score.name)
+        click.echo(f"{score.name}: accuracy {score.accuracy:.4f} ({score.n_images} images)")
+        rows = sorted(score.per_class) if per_class else [c for c, _, _ in worst_classes(score, worst)]
+        if rows:
+            click.echo("  per class:" if per_class else f"  {len(rows)} worst classes:")
+        for c in rows:
+            ok, n = score.per_class[c]
+            label = classes[c] if classes else str(c)
+            click.echo(f"    {c:4d} {label:<32} {ok / n:.3f} ({ok}/{n})")
+        if confusion:
+            target = confusion if len(report.datasets) == 1 else confusion.with_name(
+                f"{confusion.stem}_{score.name}{confusion.suffix or '.png'}")
+            render_confusion_png(score, target, classes)
+            click.echo(f"  confusion matrix -> {target}")
+    click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")

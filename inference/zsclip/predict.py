@@ -1,0 +1,193 @@
+"""Predict one class per image for every dataset of a data dir and write OUT.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsclip.classifier import ZeroShotModel
+from zsclip.datadir import Dataset, find_datasets
+from zsclip.errors import ConfigError, InputDataError
+from zsclip.manifest import PreprocessConfig
+from zsclip.paths import default_model_dir
+from zsclip.preprocess import ImageDecodeError, load_and_preprocess
+from zsclip.session import SessionConfig
+
+logger = logging.getLogger(__name__)
+
+Predictions = Dict[str, Dict[str, int]]
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Everything one `zsclip-predict` run needs."""
+
+    data_dir: Path
+    out_path: Path
+    model_dir: Path = field(default_factory=default_model_dir)
+    variant: Optional[str] = None
+    threads: int = 0
+    batch_size: int = 32
+    decode_workers: int = 0  # 0: one per CPU
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.threads < 0 or self.decode_workers < 0:
+            raise ConfigError("threads and decode_workers must be >= 0")
+
+
+@dataclass
+class PredictReport:
+    """What a run did: counts, failures and wall time per stage (seconds)."""
+
+    predictions: Predictions
+    n_images: int = 0
+    failed: List[Tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+
+def check_out_path(out_path: Path) -> None:
+    """Fail before any work when OUT.json cannot be written.
+
+    Raises:
+        InputDataError: the parent is missing or not writable, or OUT is a directory.
+    """
+    parent = out_path.resolve().parent
+    if out_path.is_dir():
+        raise InputDataError(f"output path {out_path} is a directory; give a file name like out.json")
+    if not parent.is_dir():
+        raise InputDataError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputDataError(f"output folder {parent} is not writable")
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON so that a crash at any moment leaves the old file or none, never a partial one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, sort_keys=True, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def decoded_batches(
+    paths: Sequence[Path], cfg: PreprocessConfig, batch_size: int, pool: ThreadPoolExecutor
+) -> Iterator[Tuple[List[int], np.ndarray, List[Tuple[int, str]]]]:
+    """Yield (indices, pixels, failures) per batch; decoding runs ahead by two batches."""
+
+    def decode(path: Path) -> Optional[np.ndarray] | str:
+        try:
+            return load_and_preprocess(path, cfg)
+        except ImageDecodeError as exc:
+            return str(exc)
+
+    window: List = []
+    starts = list(range(0, len(paths), batch_size))
+    for start in starts[:3]:
+        window.append((start, [pool.submit(decode, p) for p in paths[start : start + batch_size]]))
+    next_start = 3
+    while window:
+        start, futures = window.pop(0)
+        if next_start < len(starts):
+            s = starts[next_start]
+            window.append((s, [pool.submit(decode, p) for p in paths[s : s + batch_size]]))
+            next_start += 1
+        indices, arrays, failures = [], [], []
+        for offset, future in enumerate(futures):
+            result = future.result()
+            if isinstance(result, str):
+                failures.append((start + offset, result))
+            else:
+                indices.append(start + offset)
+                arrays.append(result)
+        pixels = np.stack(arrays) if arrays else np.zeros((0, 3, cfg.image_size, cfg.image_size), np.float32)
+        yield indices, pixels, failures
+
+
+def predict_dataset(
+    model: ZeroShotModel,
+    dataset: Dataset,
+    cfg: PredictConfig,
+    pool: ThreadPoolExecutor,
+    report: PredictReport,
+    on_progress: Optional[Callable[[int], None]] = None,
+) -> Dict[str, int]:
+    """Class index per image stem for one dataset. Undecodable images get the most predicted class."""
+    started = time.perf_counter()
+    class_embeds = model.build_class_embeddings(dataset.classes)
+    report.add_time("text", time.perf_counter() - started)
+    labels: Dict[int, int] = {}
+    failed: List[int] = []
+    waited = time.perf_counter()
+    for indices, pixels, failures in decoded_batches(dataset.images, model.manifest.preprocess, cfg.batch_size, pool):
+        now = time.perf_counter()
+        report.add_time("decode_wait", now - waited)
+        for index, reason in failures:
+            path = dataset.images[index]
+            if cfg.strict:
+                raise InputDataError(f"{path}: not a decodable image ({reason})")
+            logger.warning("%s: not a decodable image (%s); predicting the dataset's most common class", path, reason)
+            report.failed.append((str(path), reason))
+            failed.append(index)
+        if len(indices):
+            logits = model.score(model.encode_images(pixels), class_embeds)
+            labels.update(zip(indices, (int(i) for i in logits.argmax(axis=1))))
+        waited = time.perf_counter()
+        report.add_time("image", waited - now)
+        if on_progress:
+            on_progress(len(indices) + len(failures))
+    fallback = int(np.bincount(list(labels.values()), minlength=1).argmax()) if labels else 0
+    labels.update((index, fallback) for index in failed)
+    report.n_images += len(dataset.images)
+    return {dataset.images[i].stem: labels[i] for i in sorted(labels)}
+
+
+def predict_dir(
+    cfg: PredictConfig,
+    model: Optional[ZeroShotModel] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+    on_start: Optional[Callable[[int], None]] = None,
+) -> PredictReport:
+    """Predict every image of every dataset in `cfg.data_dir` and write `cfg.out_path` atomically.
+
+    Raises:
+        InputDataError: bad data dir, classes.json or output path; an undecodable image with `strict`.
+        ModelDirError: bad model directory.
+    """
+    started = time.perf_counter()
+    check_out_path(Path(cfg.out_path))
+    datasets = find_datasets(cfg.data_dir)
+    if model is None:
+        model = ZeroShotModel(cfg.model_dir, cfg.variant, SessionConfig(threads=cfg.threads))
+    logger.info("model %s", model.describe())
+    report = PredictReport(predictions={})
+    report.add_time("load", time.perf_counter() - started)
+    if on_start:
+        on_start(sum(len(d.images) for d in datasets))
+    workers = cfg.decode_workers or (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for dataset in datasets:
+            report.predictions[dataset.name] = predict_dataset(model, dataset, cfg, pool, report, on_progress)
+    write_json_atomic(Path(cfg.out_path), report.predictions)
+    report.timings["total"] = time.perf_counter() - started
+    return report
