@@ -1,0 +1,159 @@
+"""The offline default recipe: align the navec text head with the image classifier's prototypes.
+
+Each name of an ImageNet class is pulled onto its class prototype, each hypernym onto its descendants
+(soft contrastive target over all 1000 prototypes + a cosine pull towards the normalised mean of the
+covered prototypes). The pooled inputs are fixed, so training is a full-batch MLP fit: seconds on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from zsclip.errors import ConfigError
+
+from zsclip_train.labels import LabelRow, Phrase, build_phrases, synonym_holdout
+from zsclip_train.text_tower import NavecTextTower
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Hyper-parameters of the text-head alignment."""
+
+    epochs: int = 400
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    pull_weight: float = 1.0
+    input_noise: float = 0.05
+    seed: int = 0
+    context_length: int = 16
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or self.pull_weight < 0 or self.input_noise < 0:
+            raise ConfigError("epochs >= 1, lr > 0, pull_weight >= 0 and input_noise >= 0 are required")
+
+
+@dataclass
+class AlignReport:
+    final_loss: float = float("nan")
+    n_phrases: int = 0
+    validation: Dict[str, float] = field(default_factory=dict)
+
+
+def encode_phrases(tokenizer, texts: Sequence[str], context_length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    encodings = tokenizer.encode_batch(list(texts))
+    width = max(1, max(min(len(e.ids), context_length) for e in encodings))
+    ids = torch.zeros((len(texts), width), dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for i, enc in enumerate(encodings):
+        row = enc.ids[:context_length]
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def phrase_targets(phrases: Sequence[Phrase], n_classes: int) -> torch.Tensor:
+    target = torch.zeros((len(phrases), n_classes))
+    for i, phrase in enumerate(phrases):
+        target[i, list(phrase.classes)] = 1.0 / len(phrase.classes)
+    return target
+
+
+def fit_head(
+    tower: NavecTextTower,
+    pooled: torch.Tensor,
+    target: torch.Tensor,
+    cfg: AlignConfig,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> float:
+    """Full-batch AdamW on fixed pooled inputs; returns the final loss."""
+    torch.manual_seed(cfg.seed)
+    pull = F.normalize(target @ tower.prototypes, dim=-1)
+    params = [p for p in tower.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    tower.train()
+    loss_value = float("nan")
+    for epoch in range(cfg.epochs):
+        noisy = F.normalize(pooled + cfg.input_noise * torch.randn_like(pooled), dim=-1)
+        projected = tower.project(noisy)
+        logits = tower.concept_logits(projected)
+        contrastive = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+        pull_loss = (1.0 - (projected * pull).sum(dim=-1)).mean()
+        loss = contrastive + cfg.pull_weight * pull_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_value = float(loss)
+        if on_epoch:
+            on_epoch(epoch, loss_value)
+    tower.eval()
+    return loss_value
+
+
+@torch.no_grad()
+def concept_distribution(tower: NavecTextTower, tokenizer, texts: Sequence[str], context_length: int) -> torch.Tensor:
+    ids, mask = encode_phrases(tokenizer, texts, context_length)
+    return tower(ids, mask)
+
+
+def validate_synonyms(
+    tower: NavecTextTower, tokenizer, rows: Sequence[LabelRow], holdout: Sequence[Tuple[int, str]], context_length: int
+) -> Dict[str, float]:
+    """Top-1/top-5 of held-out class names (each class's last synonym) over the 1000 classes."""
+    classes = torch.tensor([c for c, _ in holdout])
+    q = concept_distribution(tower, tokenizer, [name for _, name in holdout], context_length)
+    top5 = q.topk(5, dim=-1).indices
+    return {
+        "val_top1": float((top5[:, 0] == classes).float().mean()),
+        "val_top5": float((top5 == classes[:, None]).any(dim=-1).float().mean()),
+        "val_n": float(len(holdout)),
+    }
+
+
+def align_text_tower(
+    tower: NavecTextTower,
+    tokenizer,
+    rows: Sequence[LabelRow],
+    cfg: AlignConfig,
+    validate: bool = True,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> AlignReport:
+    """Train `tower`'s head on the label table. With `validate`, first fit once without a held-out synonym
+    per class and report how well those unseen names are mapped; then fit on everything."""
+    report = AlignReport()
+    n_classes = tower.prototypes.shape[0]
+    if validate:
+        holdout = sorted(synonym_holdout(rows))
+        phrases = build_phrases(rows, set(holdout))
+        fit_once(tower, tokenizer, phrases, n_classes, cfg, None)
+        report.validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length)
+        logger.info("held-out synonyms: %s", report.validation)
+        reset_head(tower, cfg.seed)
+    phrases = build_phrases(rows)
+    report.n_phrases = len(phrases)
+    report.final_loss = fit_once(tower, tokenizer, phrases, n_classes, cfg, on_epoch)
+    return report
+
+
+def fit_once(tower, tokenizer, phrases: List[Phrase], n_classes: int, cfg: AlignConfig, on_epoch) -> float:
+    ids, mask = encode_phrases(tokenizer, [p.text for p in phrases], cfg.context_length)
+    with torch.no_grad():
+        pooled = tower.pool(ids, mask)
+    return fit_head(tower, pooled, phrase_targets(phrases, n_classes), cfg, on_epoch)
+
+
+def reset_head(tower: NavecTextTower, seed: int) -> None:
+    torch.manual_seed(seed)
+    for module in list(tower.mlp) + [tower.skip]:
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    with torch.no_grad():
+        tower.log_scale.fill_(float(np.log(1 / 0.05)))

@@ -1,0 +1,88 @@
+"""The Russian label table of the 1000 ImageNet-1k classes, and the text-side training pairs made from it."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from zsclip.errors import ConfigError
+
+TABLE_NAME = "imagenet_labels_ru.tsv"
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One ImageNet class: canonical index, WordNet id, Russian names (most common first) and hypernym chain."""
+
+    index: int
+    wnid: str
+    names: Tuple[str, ...]
+    hypernyms: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A Russian phrase and the ImageNet classes it names (one for a name, many for a hypernym)."""
+
+    text: str
+    classes: Tuple[int, ...]
+    is_name: bool  # True when it is some class's own name, False for a pure hypernym
+
+
+def default_table_path() -> Path:
+    return Path(__file__).parent / "data" / TABLE_NAME
+
+
+def load_label_table(path: Optional[Path] = None) -> List[LabelRow]:
+    """Read `index, wnid, names_ru, hypernyms_ru` (TSV, `;`-separated lists).
+
+    Raises:
+        ConfigError: missing columns, bad indices, or rows out of order.
+    """
+    path = Path(path) if path else default_table_path()
+    rows: List[LabelRow] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_no, record in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
+            try:
+                row = LabelRow(
+                    index=int(record["index"]),
+                    wnid=record["wnid"].strip(),
+                    names=split_list(record["names_ru"]),
+                    hypernyms=split_list(record.get("hypernyms_ru") or ""),
+                )
+            except (KeyError, ValueError, AttributeError) as exc:
+                raise ConfigError(f"{path}:{line_no}: bad row ({exc})") from None
+            if row.index != len(rows) or not row.names:
+                raise ConfigError(f"{path}:{line_no}: index {row.index} out of order or no names")
+            rows.append(row)
+    return rows
+
+
+def split_list(cell: str) -> Tuple[str, ...]:
+    return tuple(part.strip().lower().replace("ё", "е") for part in cell.split(";") if part.strip())
+
+
+def build_phrases(rows: Sequence[LabelRow], holdout: Set[Tuple[int, str]] = frozenset()) -> List[Phrase]:
+    """Every distinct name and hypernym with the classes it covers.
+
+    A name covers its class; a hypernym covers every class whose chain holds it (it is pulled
+    onto the mean of its descendants). Pairs in `holdout` (class, name) are left out, for validation.
+    """
+    covers: Dict[str, Set[int]] = {}
+    names: Set[str] = set()
+    for row in rows:
+        for name in row.names:
+            if (row.index, name) in holdout:
+                continue
+            covers.setdefault(name, set()).add(row.index)
+            names.add(name)
+        for hypernym in row.hypernyms:
+            covers.setdefault(hypernym, set()).add(row.index)
+    return [Phrase(text, tuple(sorted(classes)), text in names) for text, classes in sorted(covers.items())]
+
+
+def synonym_holdout(rows: Sequence[LabelRow]) -> Set[Tuple[int, str]]:
+    """The last listed name of each class with >= 3 names: a text-only validation set for the head."""
+    return {(row.index, row.names[-1]) for row in rows if len(row.names) >= 3}
