@@ -1,0 +1,116 @@
+"""`zsclip-train`: download -> prepare -> fit. Exit codes: 0 ok, 1 user error (one stderr line), 2 usage error.
+
+Each command builds one frozen config and calls one library function. Heavy modules (torch, PIL)
+are imported inside the commands so `--help` stays instant.
+
+Adding a command is one decorated function: `@main.command()` + `@common_options` + `@run_guarded`.
+NOTE: the other developer adds `align` (the offline default text-head recipe) to this same group.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
+
+import click
+from zsclip.errors import ZsclipError
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="zsclip-train: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Configure logging; turn a ZsclipError into one stderr line and exit code 1 (`--debug`: traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.pop("debug", False)
+        setup_logging(kwargs.pop("verbose", 0), kwargs.pop("quiet", False))
+        try:
+            return func(*args, **kwargs)
+        except ZsclipError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(func)
+    func = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(func)
+    func = click.option("--debug", is_flag=True, help="Show tracebacks of user errors.")(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Train zsclip two-tower models: download -> prepare -> fit (then zsclip-export)."""
+
+
+@main.command()
+@click.option("--images", "images", type=click.Path(path_type=Path), required=True, help="images.json (JSON lines).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Shard directory.")
+@click.option("--concurrency", type=int, default=64, show_default=True, help="Parallel requests.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per socket operation.")
+@click.option("--retries", type=int, default=2, show_default=True)
+@click.option("--backoff", type=float, default=1.0, show_default=True, help="First retry delay (doubles).")
+@click.option("--max-bytes", type=int, default=20 << 20, show_default=True)
+@click.option("--min-side", type=int, default=64, show_default=True, help="Smaller images are rejected.")
+@click.option("--resize-side", type=int, default=384, show_default=True, help="Shorter side after re-encoding.")
+@click.option("--shard-size", type=int, default=1000, show_default=True, help="Images per tar shard.")
+@click.option("--part", type=(int, int), default=(0, 1), show_default=True, metavar="K N",
+              help="Only lines i with i % N == K (one part per process or machine, same --out).")
+@click.option("--retry-failed", is_flag=True, help="Also retry images that failed permanently before.")
+@common_options
+@run_guarded
+def download(images: Path, out_dir: Path, concurrency: int, timeout: float, retries: int, backoff: float,
+             max_bytes: int, min_side: int, resize_side: int, shard_size: int, part: Tuple[int, int],
+             retry_failed: bool) -> None:
+    """Download, validate and re-encode the images of images.json into WebDataset tar shards (resumable)."""
+    from zsclip_train.download import DownloadConfig, download_images
+
+    cfg = DownloadConfig(images=images, out_dir=out_dir, concurrency=concurrency, timeout=timeout, retries=retries,
+                         backoff=backoff, max_bytes=max_bytes, min_side=min_side, resize_side=resize_side,
+                         shard_size=shard_size, part=part[0], parts=part[1], retry_failed=retry_failed)
+    click.echo(download_images(cfg).render())
+
+
+@main.command()
+@click.option("--metadata", type=click.Path(path_type=Path), required=True, help="metadata.json (JSON lines).")
+@click.option("--shards", "shard_dir", type=click.Path(path_type=Path), required=True, help="Output of download.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Prepared dataset dir.")
+@click.option("--stop-words", type=click.Path(path_type=Path), default=None,
+              help="File with one uninformative query per line (default: the built-in Russian list).")
+@click.option("--min-chars", type=int, default=2, show_default=True)
+@click.option("--max-queries", type=int, default=32, show_default=True, help="Per image, after dedupe.")
+@common_options
+@run_guarded
+def prepare(metadata: Path, shard_dir: Path, out_dir: Path, stop_words: Optional[Path], min_chars: int,
+            max_queries: int) -> None:
+    """Clean the queries, keep pairs whose image downloaded, index the shards, write stats."""
+    from zsclip_train.queries import PrepareConfig, QueryCleanConfig, prepare_dataset
+
+    clean = QueryCleanConfig.from_file(stop_words) if stop_words else QueryCleanConfig()
+    clean = QueryCleanConfig(stop_words=clean.stop_words, min_chars=min_chars, max_queries=max_queries)
+    cfg = PrepareConfig(metadata=metadata, shard_dir=shard_dir, out_dir=out_dir, clean=clean)
+    click.echo(prepare_dataset(cfg).render())
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@common_options
+@run_guarded
+def fit(config: Path) -> None:
+    """Train the two towers from a JSON or TOML config (run under torchrun for several GPUs or nodes)."""
+    from zsclip_train.fit import fit_model, load_train_config
+
+    result = fit_model(load_train_config(config))
+    if result is not None:
+        click.echo(str(result))
