@@ -90,16 +90,17 @@ def download(images: Path, out_dir: Path, concurrency: int, timeout: float, retr
               help="File with one uninformative query per line (default: the built-in Russian list).")
 @click.option("--min-chars", type=int, default=2, show_default=True)
 @click.option("--max-queries", type=int, default=32, show_default=True, help="Per image, after dedupe.")
+@click.option("--vocab-size", type=int, default=16000, show_default=True, help="Of the WordPiece tokenizer.")
 @common_options
 @run_guarded
 def prepare(metadata: Path, shard_dir: Path, out_dir: Path, stop_words: Optional[Path], min_chars: int,
-            max_queries: int) -> None:
+            max_queries: int, vocab_size: int) -> None:
     """Clean the queries, keep pairs whose image downloaded, index the shards, write stats."""
     from zsclip_train.queries import PrepareConfig, QueryCleanConfig, prepare_dataset
 
     clean = QueryCleanConfig.from_file(stop_words) if stop_words else QueryCleanConfig()
     clean = QueryCleanConfig(stop_words=clean.stop_words, min_chars=min_chars, max_queries=max_queries)
-    cfg = PrepareConfig(metadata=metadata, shard_dir=shard_dir, out_dir=out_dir, clean=clean)
+    cfg = PrepareConfig(metadata=metadata, shard_dir=shard_dir, out_dir=out_dir, clean=clean, vocab_size=vocab_size)
     click.echo(prepare_dataset(cfg).render())
 
 
