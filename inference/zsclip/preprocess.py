@@ -9,6 +9,7 @@ from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
+from PIL.JpegImagePlugin import JpegImageFile
 
 from zsclip.manifest import PreprocessConfig
 
@@ -25,26 +26,96 @@ class ImageDecodeError(Exception):
     """An image file could not be decoded (the caller warns and falls back)."""
 
 
-def load_image(path: Union[str, Path], target_size: int) -> Image.Image:
-    """Decode `path` to an RGB image, reduced early for big JPEGs.
+# Most pixels decoded for one image (8192 x 8192; ~200 MB as RGB). A JPEG is measured after
+# draft() has shrunk it, so only non-JPEG images and progressive JPEGs this large are refused.
+MAX_DECODE_PIXELS = 8192 * 8192
+JPEG_MAGIC = b"\xff\xd8\xff"
+EXIF_ORIENTATION = 0x0112
 
-    Handles EXIF orientation, palette/alpha (composited on white), CMYK, grayscale, 16-bit
-    and animated images (first frame).
+
+class _TruncationTolerantJpeg(JpegImageFile):
+    """A JPEG whose premature end of file reads as an end-of-image marker.
+
+    libjpeg then fills the missing part grey; this is what PIL's global
+    `ImageFile.LOAD_TRUNCATED_IMAGES` does, without touching that global.
+    """
+
+    _ended = False
+
+    def load_read(self, read_bytes: int) -> bytes:
+        data = self.fp.read(read_bytes) if self.fp else b""
+        if not data and not self._ended:
+            self._ended = True
+            return b"\xff\xd9"
+        return data
+
+
+def open_image(path: Union[str, Path]) -> Image.Image:
+    """Open (not decode) an image file.
+
+    JPEGs bypass `Image.open`, whose decompression-bomb check (a global limit) would refuse a huge
+    JPEG before `draft()` can decode it at 1/8 scale; `plan_decode` bounds its memory instead.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(len(JPEG_MAGIC))
+    if head == JPEG_MAGIC:
+        return _TruncationTolerantJpeg(str(path))
+    return Image.open(path)
+
+
+def plan_decode(image: Image.Image, target_size: int, max_pixels: int = MAX_DECODE_PIXELS) -> None:
+    """Shrink a JPEG's decode (1/2..1/8, staying >= 2x target) and refuse any decode over `max_pixels`.
 
     Raises:
-        ImageDecodeError: the file is not a decodable image.
+        ImageDecodeError: the image is too large to decode in bounded memory.
+    """
+    width, height = image.size
+    if image.format == "JPEG":
+        progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+        image.draft("RGB", (target_size * 2, target_size * 2))
+        if not progressive:  # baseline: libjpeg needs only the scaled output and a row buffer
+            width, height = image.size
+        # progressive: libjpeg buffers every coefficient of the full-size image, so judge the full size
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{width}x{height} pixels is over the decode limit of {max_pixels} (decompression-bomb guard)"
+        )
+
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Rotate/flip per the EXIF Orientation tag; a broken EXIF block is ignored."""
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        if orientation in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(image) or image
+    except Exception as exc:  # EXIF parsing raises assorted types on corrupt blocks; the pixels are still good
+        logger.debug("ignoring unreadable EXIF (%s: %s)", type(exc).__name__, exc)
+    return image
+
+
+def load_image(path: Union[str, Path], target_size: int, max_pixels: int = MAX_DECODE_PIXELS) -> Image.Image:
+    """Decode `path` to an RGB image, reduced early for big JPEGs.
+
+    Handles EXIF orientation, palette/alpha (composited on white), CMYK, grayscale, 16-bit,
+    animated images (first frame) and truncated JPEGs (the missing part is grey). Memory stays
+    bounded: a JPEG decodes at up to 1/8 scale, anything else over `max_pixels` is refused.
+
+    Raises:
+        ImageDecodeError: the file is not a decodable image, or too large to decode safely.
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                if image.format == "JPEG":
-                    # Decode at a reduced scale (1/2..1/8) while staying >= 2x the target.
-                    image.draft("RGB", (target_size * 2, target_size * 2))
+            warnings.simplefilter("ignore")  # DecompressionBombWarning and codec chatter: sizes are checked here
+            with open_image(path) as image:
                 image.seek(0)
+                plan_decode(image, target_size, max_pixels)
                 image.load()
-                return to_rgb(ImageOps.exif_transpose(image) or image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+                return to_rgb(apply_exif_orientation(image))
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"too large to decode safely ({exc})") from None
+    except Exception as exc:  # PIL plugins raise many types on hostile files; each becomes a warned fallback
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -59,8 +130,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
         top = max(float(array.max()), 1.0)
         image = Image.fromarray((array * (255.0 / top)).clip(0, 255).astype(np.uint8))
     return image.convert("RGB")
@@ -75,8 +146,14 @@ def resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    image = image.resize((new_w, new_h), resample, reducing_gap=3.0)
     left, top = (new_w - size) // 2, (new_h - size) // 2
+    if new_w * new_h > 4 * size * size:
+        # Extreme aspect ratio (a 1x20000 strip would resize to 260x5200000): resample only the
+        # crop's source box. Same geometry; differs from resize-then-crop by at most 1 level.
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return image.resize((size, size), resample, box=box, reducing_gap=3.0)
+    image = image.resize((new_w, new_h), resample, reducing_gap=3.0)
     return image.crop((left, top, left + size, top + size))
 
 
