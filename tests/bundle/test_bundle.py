@@ -1,0 +1,135 @@
+"""The contest bundle end to end: build, unpack, fresh venv, offline setup.sh, predict.sh, strict check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE_SRC = REPO / "contest_bundle"
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def clean_env(**extra: str) -> dict:
+    """This process's environment without the dev venv, with pip barred from any index."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env.update(PIP_NO_INDEX="1", PIP_INDEX_URL="http://127.0.0.1:9/nowhere", **extra)
+    return env
+
+
+def run_builder(*args: object) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(BUNDLE_SRC))
+    return subprocess.run([sys.executable, "-m", "zsclip_bundle.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Extract like `unzip` does, exec bits included (zipfile alone drops them)."""
+    with zipfile.ZipFile(archive) as handle:
+        for info in handle.infolist():
+            path = Path(handle.extract(info, dest))
+            mode = info.external_attr >> 16
+            if mode:
+                path.chmod(mode & 0o777)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def built_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    out = tmp_path_factory.mktemp("bundle") / "submission.zip"
+    result = run_builder("--model", tiny_model_dir, "--out", out, "--python", PYTHON)
+    if result.returncode != 0 and "downloading wheels" in result.stderr and "connect" in result.stderr.lower():
+        pytest.skip(f"no package index reachable: {result.stderr.strip()[-300:]}")
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+@pytest.mark.slow
+def test_bundle_layout_and_size_report(built_bundle: tuple) -> None:
+    archive, stdout = built_bundle
+    with zipfile.ZipFile(archive) as handle:
+        names = set(handle.namelist())
+        info = json.loads(handle.read("bundle.json"))
+        modes = {i.filename: i.external_attr >> 16 for i in handle.infolist()}
+    assert {"setup.sh", "predict.sh", "tools/available_cpus.py", "model/zsclip.json", "bundle.json"} <= names
+    assert modes["setup.sh"] & 0o111 and modes["predict.sh"] & 0o111
+    wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("wheels/")}
+    assert {"zsclip", "onnxruntime", "numpy", "pillow", "tokenizers", "click", "pip"} <= wheels
+    assert not wheels & {"torch", "onnx", "transformers", "optimum"}
+    assert info["python"] == PYTHON and info["wheels"]["zsclip"]
+    assert "total" in stdout and "wheels/onnxruntime" in stdout
+
+
+@pytest.mark.slow
+def test_bundle_installs_offline_and_predicts_strictly(built_bundle: tuple, tmp_path: Path) -> None:
+    from conftest import make_data_dir
+    from zsclip.evaluate import check_strict
+
+    archive, _ = built_bundle
+    root = unpack(archive, tmp_path / "unpacked")
+    env = clean_env(PYTHON=sys.executable)
+    setup = subprocess.run(["bash", str(root / "setup.sh")], capture_output=True, text=True, env=env, timeout=600)
+    assert setup.returncode == 0, setup.stderr + setup.stdout
+    assert "zsclip bundle ready" in setup.stdout
+    assert (root / ".venv" / "bin" / "python").exists()
+
+    data_dir, gt = make_data_dir(tmp_path / "data")
+    out = tmp_path / "OUT.json"
+    predict = subprocess.run([str(root / "predict.sh"), str(data_dir), str(out)], capture_output=True, text=True,
+                             env=clean_env(), timeout=300)
+    assert predict.returncode == 0, predict.stderr
+    prediction = json.loads(out.read_text(encoding="utf-8"))
+    check_strict(gt, prediction, {"colours": 3})
+    assert prediction == gt  # the tiny model is exact on colours
+
+    usage = subprocess.run([str(root / "predict.sh")], capture_output=True, text=True, env=clean_env())
+    assert usage.returncode == 2 and "usage" in usage.stderr
+    missing = subprocess.run([str(root / "predict.sh"), str(tmp_path / "nope"), str(out)], capture_output=True,
+                             text=True, env=clean_env())
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_bundle_over_the_size_limit_fails(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "submission.zip"
+    result = run_builder("--model", tiny_model_dir, "--out", out, "--max-size-mb", "1")
+    assert result.returncode == 1
+    assert "over the 1 MB limit" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_bundle_refuses_a_bad_model_dir_before_downloading(tmp_path: Path) -> None:
+    result = run_builder("--model", tmp_path / "no_model", "--out", tmp_path / "s.zip", "--offline")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:") and "no_model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_builder_help_is_instant() -> None:
+    result = run_builder("--help")
+    assert result.returncode == 0 and "--platform" in result.stdout
+
+
+def test_available_cpus_follows_the_affinity_mask() -> None:
+    script = BUNDLE_SRC / "zsclip_bundle" / "templates" / "available_cpus.py"
+    code = f"import os, runpy; os.sched_setaffinity(0, {{0}}); runpy.run_path({str(script)!r}, run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "1"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert 1 <= int(result.stdout) <= len(os.sched_getaffinity(0))
+
+
+def test_available_cpus_reads_cgroup_quotas() -> None:
+    sys.path.insert(0, str(BUNDLE_SRC / "zsclip_bundle" / "templates"))
+    try:
+        import available_cpus
+    finally:
+        sys.path.pop(0)
+    assert available_cpus.read_quota("max", "100000") is None
+    assert available_cpus.read_quota("150000", "100000") == 1.5
+    assert available_cpus.read_quota("-1", "100000") is None
