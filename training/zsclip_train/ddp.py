@@ -55,10 +55,10 @@ def teardown_distributed() -> None:
 
 
 def gather_features(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """All ranks' rows [W*B, D]; only this rank's slot carries gradient (DDP averages the rest).
+    """All ranks' rows [W*B, D]; only this rank's slot carries gradient.
 
-    Every rank computes the same global loss; each back-propagates into its own rows, so the
-    averaged gradient is the true global gradient divided by the world size.
+    Every rank computes the same global loss and back-propagates into its own rows; DDP's average
+    of those gradients is the global gradient divided by the world size (the loop rescales).
     """
     if not ctx.distributed:
         return local

@@ -94,7 +94,9 @@ def train_step(run: Run, batches: Iterator) -> float:
                 image, text = run.wrapped(pixels, ids, mask)
             loss = contrastive_loss(cfg.loss, gather_features(image, run.ctx), gather_features(text, run.ctx),
                                     run.model.scale(), run.model.logit_bias)
-            (loss / cfg.accum_steps).backward()
+            # every rank holds the same global loss but back-propagates into its own rows only, and DDP
+            # averages: scaling by the world size makes the result the exact gradient of the global loss
+            (loss * run.ctx.world_size / cfg.accum_steps).backward()
         total += loss.item() / cfg.accum_steps
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -156,9 +158,11 @@ def run_training(cfg: TrainConfig, ctx: DistContext) -> FitResult:
     final = None
     if run.step == cfg.steps:
         scores = evaluate(run, eval_log)
+        final = cfg.out_dir / "final"
         if ctx.is_main:
-            final = save_pretrained(run.model, cfg.out_dir / "final", run.tokenizer_file,
-                                    {"train": train_summary(cfg, run.step, started), "zero_shot": scores})
+            save_pretrained(run.model, final, run.tokenizer_file,
+                            {"train": train_summary(cfg, run.step, started), "zero_shot": scores})
+        barrier(ctx)
     for log in (train_log, eval_log):
         if log is not None:
             log.close()
