@@ -1,0 +1,73 @@
+"""`BenchConfig`: everything one `zsclip-bench` run needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+from zsclip.errors import ConfigError
+
+BASELINES = ("torch",)
+CONTEST_IMAGES = 1137
+CONTEST_BUDGET_S = 15 * 60.0
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One bench run: which models and variants, on which images, with which thread counts.
+
+    Verdict per config: projected time for `budget_images` at 1 thread (cold start included)
+    < `pass_fraction` * `budget_s` is PASS, < `budget_s` is MARGIN, otherwise FAIL.
+    """
+
+    model_dirs: Tuple[Path, ...]
+    data_dir: Optional[Path] = None  # None: a synthetic set of `synthetic` images
+    synthetic: int = CONTEST_IMAGES
+    seed: int = 0
+    gt_path: Optional[Path] = None  # None: DATA/../gt.json when DATA is named `datasets`
+    variants: Tuple[str, ...] = ()  # empty: every variant the manifest lists
+    threads: Tuple[int, ...] = (1, usable_cpus())
+    baseline: Optional[str] = None
+    repeats: int = 3
+    warmup_batches: int = 2
+    batch_size: int = 32
+    limit: int = 0  # measure on an evenly spaced subset of this many images; 0: all
+    budget_s: float = CONTEST_BUDGET_S
+    budget_images: int = CONTEST_IMAGES
+    pass_fraction: float = 0.5
+    json_out: Optional[Path] = None
+    chart_out: Optional[Path] = None
+    work_dir: Optional[Path] = None  # where the synthetic set goes; None: a temporary folder
+
+    def __post_init__(self) -> None:
+        if not self.model_dirs:
+            raise ConfigError("give at least one model dir (--model DIR)")
+        if self.data_dir is None and self.synthetic < 1:
+            raise ConfigError(f"synthetic image count must be >= 1, got {self.synthetic}")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ConfigError(f"thread counts must be >= 1, got {list(self.threads)}")
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise ConfigError(f"baseline {self.baseline!r} is not one of {list(BASELINES)}")
+        if self.repeats < 1 or self.batch_size < 1:
+            raise ConfigError("repeats and batch_size must be >= 1")
+        if self.warmup_batches < 0 or self.limit < 0:
+            raise ConfigError("warmup_batches and limit must be >= 0")
+        if self.budget_s <= 0 or self.budget_images < 1:
+            raise ConfigError("budget_s must be > 0 and budget_images >= 1")
+        if not 0 < self.pass_fraction <= 1:
+            raise ConfigError(f"pass_fraction must be in (0, 1], got {self.pass_fraction}")
+        if "torch" in self.variants:
+            raise ConfigError("'torch' is not a manifest variant; use --baseline torch")
+
+    @property
+    def min_threads(self) -> int:
+        return min(self.threads)

@@ -1,0 +1,53 @@
+"""`zsclip-bench` through click: help, config errors as one line + exit 1, one real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from zsclip.errors import ConfigError
+from zsclip_bench.cli import main, parse_threads
+from zsclip_bench.config import BenchConfig
+
+
+def test_help() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and "--baseline" in result.output
+
+
+def test_parse_threads() -> None:
+    assert parse_threads("1, 2,1") == (1, 2)
+    assert parse_threads("all")[0] >= 1
+    for bad in ("0", "x", "1,,2"):
+        with pytest.raises(ConfigError):
+            parse_threads(bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"model_dirs": ()}, {"threads": (0,)}, {"repeats": 0}, {"baseline": "tf"}, {"pass_fraction": 1.5},
+    {"variants": ("torch",)}, {"synthetic": 0},
+])
+def test_config_validation(kwargs: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        BenchConfig(**{"model_dirs": (tmp_path,), **kwargs})
+
+
+def test_user_errors_are_one_line(tmp_path: Path, data_dir: tuple) -> None:
+    runner = CliRunner()
+    both = runner.invoke(main, ["--model", str(tmp_path), "--data", str(data_dir[0]), "--synthetic", "5"])
+    assert both.exit_code == 1 and "not both" in both.output
+    missing = runner.invoke(main, ["--model", str(tmp_path / "nope"), "--synthetic", "5"])
+    assert missing.exit_code == 1 and missing.output.count("\n") == 1 and "does not exist" in missing.output
+
+
+def test_end_to_end(tiny_model_dir: Path, data_dir: tuple, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, [
+        "--model", str(tiny_model_dir), "--data", str(data_dir[0]), "--variant", "int8", "--threads", "1",
+        "--repeats", "1", "--json", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "| tiny-rgb | int8 | 1 |" in result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["results"][0]["variant"] == "int8"
