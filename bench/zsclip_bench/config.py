@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -21,6 +21,11 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def default_threads() -> Tuple[int, ...]:
+    """1 thread (the contest's worst case) and every usable core."""
+    return tuple(sorted({1, usable_cpus()}))
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """One bench run: which models and variants, on which images, with which thread counts.
@@ -35,7 +40,7 @@ class BenchConfig:
     seed: int = 0
     gt_path: Optional[Path] = None  # None: DATA/../gt.json when DATA is named `datasets`
     variants: Tuple[str, ...] = ()  # empty: every variant the manifest lists
-    threads: Tuple[int, ...] = (1, usable_cpus())
+    threads: Tuple[int, ...] = field(default_factory=default_threads)
     baseline: Optional[str] = None
     repeats: int = 3
     warmup_batches: int = 2
@@ -55,6 +60,8 @@ class BenchConfig:
             raise ConfigError(f"synthetic image count must be >= 1, got {self.synthetic}")
         if not self.threads or any(t < 1 for t in self.threads):
             raise ConfigError(f"thread counts must be >= 1, got {list(self.threads)}")
+        if len(set(self.threads)) != len(self.threads) or len(set(self.variants)) != len(self.variants):
+            raise ConfigError("thread counts and variants must not repeat")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f"baseline {self.baseline!r} is not one of {list(BASELINES)}")
         if self.repeats < 1 or self.batch_size < 1:

@@ -27,7 +27,7 @@ def test_parse_threads() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"model_dirs": ()}, {"threads": (0,)}, {"repeats": 0}, {"baseline": "tf"}, {"pass_fraction": 1.5},
-    {"variants": ("torch",)}, {"synthetic": 0},
+    {"variants": ("torch",)}, {"synthetic": 0}, {"threads": (1, 1)}, {"variants": ("fp32", "fp32")},
 ])
 def test_config_validation(kwargs: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
