@@ -91,7 +91,7 @@ def fit_head(
         loss.backward()
         optimizer.step()
         schedule.step()
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
         if on_epoch:
             on_epoch(epoch, loss_value)
     tower.eval()

