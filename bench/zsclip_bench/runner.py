@@ -159,6 +159,7 @@ def prepare_data(cfg: BenchConfig, stack: ExitStack) -> Tuple[Path, Dict[str, An
     Raises:
         InputDataError: the data dir is unusable.
     """
+    data: Dict[str, Any]
     if cfg.data_dir is not None:
         data_dir, data = Path(cfg.data_dir), {"kind": "dir", "path": str(cfg.data_dir)}
     else:

@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from zsclip_bench.config import usable_cpus
 
@@ -26,7 +26,8 @@ def read_cpuinfo(text: Optional[str] = None) -> Dict[str, Any]:
             text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
             text = ""
-    model, flags = platform.processor() or platform.machine(), set()
+    model = platform.processor() or platform.machine()
+    flags: Set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()

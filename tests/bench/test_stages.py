@@ -70,3 +70,13 @@ def test_select_images_limit_is_even_and_deterministic(data_dir: tuple) -> None:
     picked = select_images(datasets, 3)
     assert picked == select_images(datasets, 3) and len(picked) == 3
     assert picked[0] == every[0] and picked[-1] == every[-1]
+
+
+def test_mirror_matches_predict_dir(tiny_model_dir: Path, data_dir: tuple, tmp_path: Path) -> None:
+    """The timed stage-by-stage pass predicts exactly what zsclip-predict predicts."""
+    from zsclip.predict import PredictConfig, predict_dir
+
+    root, _ = data_dir
+    report = predict_dir(PredictConfig(root, tmp_path / "out.json", model_dir=tiny_model_dir, variant="fp32"))
+    result = run_job(job_for(tiny_model_dir, root, batch_size=4, return_predictions=True))
+    assert result["predictions"] == report.predictions
