@@ -170,3 +170,8 @@ def test_cli_help_and_bad_input(tmp_path):
     assert result.exit_code == 1 and "cannot read" in result.output
     result = runner.invoke(main, ["download", "--images", "x", "--out", "y", "--concurrency", "0"])
     assert result.exit_code == 1 and "concurrency" in result.output
+
+
+def test_cli_import_is_light():
+    code = "import sys, zsclip_train.cli; assert 'torch' not in sys.modules and 'PIL' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
