@@ -163,7 +163,7 @@ def default_manifest(cfg: ExportConfig, image_size: int, variants: Dict[str, Var
     return ModelManifest(
         model_id=f"zsclip-ru-effnet-{cfg.backbone}-navec",
         family="concept-two-tower",
-        embedding=EmbeddingConfig(dim=1000, norm="l1", logit_scale=100.0),
+        embedding=EmbeddingConfig(dim=1000, norm="l1", logit_scale=100.0, prior_correction=1.0),
         preprocess=PreprocessConfig(image_size, "shortest_edge_center_crop", "bicubic", LITE_MEAN, LITE_STD),
         text=TextConfig(context_length=16, pad_id=0, unk_id=1, prompts=("{}",)),
         variants=variants,

@@ -102,6 +102,14 @@ class ZeroShotModel:
         emb = self.manifest.embedding
         return emb.logit_scale * (image_embeds @ class_embeds.T) + emb.logit_bias
 
+    def posteriors(self, image_embeds: np.ndarray, class_embeds: np.ndarray) -> np.ndarray:
+        """P(class | image) [B, C]: the normalised mass for L1 (concept) models, softmax of the logits otherwise."""
+        if self.manifest.embedding.norm == "l1":
+            return normalize_rows(np.maximum(image_embeds @ class_embeds.T, 0.0), "l1")
+        logits = self.score(image_embeds, class_embeds)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
     def describe(self) -> str:
         return f"{self.manifest.model_id} ({self.variant_name}) from {self.model_dir}"
 
@@ -115,3 +123,18 @@ def iter_batches(items: Iterable, size: int) -> Iterable[list]:
             batch = []
     if batch:
         yield batch
+
+
+PRIOR_PSEUDO_COUNT = 10.0
+
+
+def correct_prior(posteriors: np.ndarray, alpha: float, pseudo_count: float = PRIOR_PSEUDO_COUNT) -> np.ndarray:
+    """Transductive prior correction: log P(c|x) - alpha * log prior(c), prior = the mean posterior over the
+    dataset's images, smoothed towards uniform by `pseudo_count` virtual images (so that a dataset of one
+    image is left as it is). Classes that soak up probability from every image are discounted.
+
+    Returns corrected log-scores [N, C] (argmax = prediction).
+    """
+    n, c = posteriors.shape
+    prior = (posteriors.sum(axis=0) + pseudo_count / c) / (n + pseudo_count)
+    return np.log(np.maximum(posteriors, 1e-12)) - alpha * np.log(prior)[None, :]

@@ -51,11 +51,13 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
+@click.option("--prior-correction", type=float, default=None,
+              help="Strength 0..1 of the per-dataset prior correction (default: the model's).")
 @common_options
 @run_guarded
 def predict_main(
     data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
-    batch_size: int, strict: bool, verbose: int, quiet: bool,
+    batch_size: int, strict: bool, prior_correction: Optional[float], verbose: int, quiet: bool,
 ) -> None:
     """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
 
@@ -68,7 +70,7 @@ def predict_main(
 
     cfg = PredictConfig(
         data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
-        threads=threads, batch_size=batch_size, strict=strict,
+        threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
     )
     bar: dict = {}
 

@@ -75,18 +75,24 @@ class EmbeddingConfig:
     """The shared embedding space and how scores are computed in it.
 
     score(image, class) = logit_scale * <norm(image), norm(class)> + logit_bias
+
+    `prior_correction` (alpha, 0 = off) divides each class's posterior by its mean posterior over the
+    dataset's images, raised to alpha (a transductive calibration; see `zsclip.classifier.correct_prior`).
     """
 
     dim: int
     norm: str = "l2"
     logit_scale: float = 100.0
     logit_bias: float = 0.0
+    prior_correction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dim < 1:
             raise ModelDirError(f"embedding.dim must be >= 1, got {self.dim}")
         if self.norm not in NORMS:
             raise ModelDirError(f"embedding.norm {self.norm!r} is not one of {NORMS}")
+        if not 0.0 <= self.prior_correction <= 1.0:
+            raise ModelDirError(f"embedding.prior_correction must be in [0, 1], got {self.prior_correction}")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsclip.classifier import ZeroShotModel
+from zsclip.classifier import ZeroShotModel, correct_prior
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.manifest import PreprocessConfig
@@ -39,12 +39,16 @@ class PredictConfig:
     batch_size: int = 32
     decode_workers: int = 0  # 0: one per CPU
     strict: bool = False
+    prior_correction: Optional[float] = None  # None: the manifest's value
+
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.threads < 0 or self.decode_workers < 0:
             raise ConfigError("threads and decode_workers must be >= 0")
+        if self.prior_correction is not None and not 0.0 <= self.prior_correction <= 1.0:
+            raise ConfigError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
 
 
 @dataclass
@@ -136,7 +140,8 @@ def predict_dataset(
     started = time.perf_counter()
     class_embeds = model.build_class_embeddings(dataset.classes)
     report.add_time("text", time.perf_counter() - started)
-    labels: Dict[int, int] = {}
+    decoded: List[int] = []
+    posteriors: List[np.ndarray] = []
     failed: List[int] = []
     waited = time.perf_counter()
     for indices, pixels, failures in decoded_batches(dataset.images, model.manifest.preprocess, cfg.batch_size, pool):
@@ -150,16 +155,28 @@ def predict_dataset(
             report.failed.append((str(path), reason))
             failed.append(index)
         if len(indices):
-            logits = model.score(model.encode_images(pixels), class_embeds)
-            labels.update(zip(indices, (int(i) for i in logits.argmax(axis=1))))
+            posteriors.append(model.posteriors(model.encode_images(pixels), class_embeds))
+            decoded.extend(indices)
         waited = time.perf_counter()
         report.add_time("image", waited - now)
         if on_progress:
             on_progress(len(indices) + len(failures))
+    labels = decide(posteriors, decoded, cfg.prior_correction if cfg.prior_correction is not None
+                    else model.manifest.embedding.prior_correction)
     fallback = int(np.bincount(list(labels.values()), minlength=1).argmax()) if labels else 0
     labels.update((index, fallback) for index in failed)
     report.n_images += len(dataset.images)
     return {dataset.images[i].stem: labels[i] for i in sorted(labels)}
+
+
+def decide(posteriors: List[np.ndarray], indices: List[int], alpha: float) -> Dict[int, int]:
+    """Image index -> class index, after the optional prior correction over the whole dataset."""
+    if not indices:
+        return {}
+    scores = np.concatenate(posteriors)
+    if alpha > 0:
+        scores = correct_prior(scores, alpha)
+    return dict(zip(indices, (int(i) for i in scores.argmax(axis=1))))
 
 
 def predict_dir(

@@ -37,3 +37,15 @@ def test_alpha_is_composited_on_white_and_grey_becomes_rgb():
     assert to_rgb(Image.new("L", (4, 4), 7)).getpixel((1, 1)) == (7, 7, 7)
     sixteen = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
     assert to_rgb(sixteen).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_prior_correction_discounts_a_class_that_soaks_up_every_image():
+    from zsclip.classifier import correct_prior
+
+    # class 0 takes 60% of every image; images 2-3 are really class 1 (relatively)
+    post = np.array([[0.9, 0.1], [0.9, 0.1], [0.55, 0.45], [0.5, 0.5]])
+    assert post.argmax(axis=1).tolist() == [0, 0, 0, 0]
+    assert correct_prior(post, 1.0, pseudo_count=0.0).argmax(axis=1).tolist() == [0, 0, 1, 1]
+    assert correct_prior(post, 0.0).argmax(axis=1).tolist() == [0, 0, 0, 0]
+    # one image: the smoothed prior stays near uniform and the decision is unchanged
+    assert correct_prior(np.array([[0.3, 0.7]]), 1.0).argmax() == 1
