@@ -27,11 +27,11 @@ def image_to_tensor(image: Image.Image, size: int, mean: Sequence[float], std: S
     """Shorter side to `size` (bicubic), centre crop, [0, 1], normalise: [3, size, size] float32."""
     width, height = image.size
     scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     array = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    normalised = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(normalised.transpose(2, 0, 1).astype(np.float32))
 
 
 class PairDataset(torch.utils.data.Dataset):

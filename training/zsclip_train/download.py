@@ -21,7 +21,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Set, Tuple
+from typing import Iterator, List, Set, Tuple
 
 from PIL import Image, UnidentifiedImageError
 from zsclip.errors import ConfigError, InputDataError
@@ -124,7 +124,8 @@ def read_limited(response: http.client.HTTPResponse, cfg: DownloadConfig) -> byt
     if length and length.isdigit() and int(length) > cfg.max_bytes:
         raise FetchError("too_large", f"Content-Length {length} > {cfg.max_bytes}")
     deadline = time.monotonic() + 3 * cfg.timeout
-    chunks, size = [], 0
+    chunks: List[bytes] = []
+    size = 0
     while True:
         chunk = response.read(1 << 16)
         if not chunk:
@@ -144,7 +145,7 @@ def reencode(data: bytes, cfg: DownloadConfig) -> Tuple[bytes, int, int]:
         FetchError: not_image (undecodable, truncated) or too_small.
     """
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         width, height = image.size
         if min(width, height) < cfg.min_side:
             raise FetchError("too_small", f"{width}x{height} < {cfg.min_side}")
@@ -154,7 +155,7 @@ def reencode(data: bytes, cfg: DownloadConfig) -> Tuple[bytes, int, int]:
         image.load()
         image = image.convert("RGB")
         if image.size != target:
-            image = image.resize(target, Image.BICUBIC, reducing_gap=3.0)
+            image = image.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise FetchError("not_image", f"{type(exc).__name__}: {exc}") from None
     out = io.BytesIO()

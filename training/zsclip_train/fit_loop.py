@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -88,7 +88,8 @@ def train_step(run: Run, batches: Iterator) -> float:
     for micro in range(cfg.accum_steps):
         pixels, ids, mask = (t.to(run.ctx.device, non_blocking=True) for t in next(batches))
         last = micro == cfg.accum_steps - 1
-        no_sync = run.wrapped.no_sync() if run.ctx.distributed and not last else contextlib.nullcontext()
+        no_sync = cast(DistributedDataParallel, run.wrapped).no_sync() if run.ctx.distributed and not last \
+            else contextlib.nullcontext()
         with no_sync:
             with autocast_context(cfg, run.ctx.device):
                 image, text = run.wrapped(pixels, ids, mask)
