@@ -70,19 +70,23 @@ class BundleReport:
         groups: Dict[str, List[int]] = {}
         for name, (packed, raw) in self.entries.items():
             top = name.split("/", 1)[0]
-            key = name if top in ("model", "wheels") else "scripts and metadata"
+            key = "scripts and metadata"
+            if top == "model":
+                key = name
+            elif top == "wheels":
+                key = "-".join(name.split("-")[:2])  # wheels/numpy-1.26.4: the tags make rows too wide
             total = groups.setdefault(key, [0, 0])
             total[0] += packed
             total[1] += raw
         return sorted(((k, v[0], v[1]) for k, v in groups.items()), key=lambda r: -r[1])
 
     def format_breakdown(self) -> str:
-        rows = [f"{'entry':<72} {'zipped MB':>10} {'raw MB':>9}"]
-        rows += [f"{name:<72} {packed / MB:>10.2f} {raw / MB:>9.2f}" for name, packed, raw in self.breakdown()]
+        rows = [f"{'entry':<44} {'zipped MB':>10} {'raw MB':>9}"]
+        rows += [f"{name:<44} {packed / MB:>10.2f} {raw / MB:>9.2f}" for name, packed, raw in self.breakdown()]
         model = sum(p for n, (p, _) in self.entries.items() if n.startswith("model/"))
         wheels = sum(p for n, (p, _) in self.entries.items() if n.startswith("wheels/"))
-        rows.append(f"{'total (model ' + f'{model / MB:.1f}' + ' MB, wheels ' + f'{wheels / MB:.1f}' + ' MB)':<72} "
-                    f"{self.size / MB:>10.2f}")
+        label = f"total (model {model / MB:.1f} MB, wheels {wheels / MB:.1f} MB)"
+        rows.append(f"{label:<44} {self.size / MB:>10.2f}")
         return "\n".join(rows)
 
 

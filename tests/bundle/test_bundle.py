@@ -24,7 +24,7 @@ def clean_env(**extra: str) -> dict:
 
 
 def run_builder(*args: object) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(BUNDLE_SRC))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(BUNDLE_SRC), os.environ.get("PYTHONPATH")])))
     return subprocess.run([sys.executable, "-m", "zsclip_bundle.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=900)
 
@@ -93,6 +93,33 @@ def test_bundle_installs_offline_and_predicts_strictly(built_bundle: tuple, tmp_
     missing = subprocess.run([str(root / "predict.sh"), str(tmp_path / "nope"), str(out)], capture_output=True,
                              text=True, env=clean_env())
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_bundle_without_venv_module_installs_into_site(built_bundle: tuple, tmp_path: Path) -> None:
+    """A Python that cannot make a venv and has packages of its own (this dev venv): ./site wins."""
+    archive, _ = built_bundle
+    root = unpack(archive, tmp_path / "unpacked")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "venv" ]; then exit 1; fi\nexec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = clean_env(PYTHON=str(wrapper))
+    setup = subprocess.run(["bash", str(root / "setup.sh")], capture_output=True, text=True, env=env, timeout=600)
+    assert setup.returncode == 0, setup.stderr + setup.stdout
+    assert (root / "site" / "zsclip").is_dir() and not (root / ".venv").exists()
+    bundled = json.loads((root / "bundle.json").read_text())["wheels"]
+    assert f"onnxruntime {bundled['onnxruntime']}" in setup.stdout  # the bundled one, not the dev venv's
+
+    from conftest import make_data_dir
+
+    data_dir, gt = make_data_dir(tmp_path / "data")
+    out = tmp_path / "OUT.json"
+    predict = subprocess.run([str(root / "predict.sh"), str(data_dir), str(out)], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert predict.returncode == 0, predict.stderr
+    assert json.loads(out.read_text(encoding="utf-8")) == gt
 
 
 @pytest.mark.slow
