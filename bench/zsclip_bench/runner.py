@@ -56,6 +56,7 @@ def plan_jobs(cfg: BenchConfig, data_dir: Path, want_predictions: bool) -> Tuple
         variants = list(cfg.variants or manifest.variants)
         for name in variants:
             manifest.variant(name)  # raises ModelDirError naming the variants it has
+        notes += shared_image_files(manifest.model_id, {name: manifest.variants[name].image_file for name in variants})
         if cfg.baseline == TORCH:
             reason = baseline_unavailable(manifest)
             if reason:
@@ -67,6 +68,15 @@ def plan_jobs(cfg: BenchConfig, data_dir: Path, want_predictions: bool) -> Tuple
                 jobs.append(Job(str(model_dir), variant, threads, str(data_dir), cfg.batch_size,
                                 cfg.warmup_batches, cfg.limit, want_predictions))
     return jobs, notes
+
+
+def shared_image_files(model_id: str, image_files: Dict[str, str]) -> List[str]:
+    """Notes for variants that run the same image graph (e.g. int8 kept the fp32 tower after its gate)."""
+    by_file: Dict[str, List[str]] = {}
+    for variant, file in image_files.items():
+        by_file.setdefault(file, []).append(variant)
+    return [f"{model_id}: variants {', '.join(v)} share the image tower {f}; their image-stage difference is noise"
+            for f, v in by_file.items() if len(v) > 1]
 
 
 def run_rounds(

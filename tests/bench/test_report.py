@@ -101,3 +101,10 @@ def test_torch_baseline_skipped_with_note(tiny_model_dir: Path, data_dir: tuple)
     report = run_bench(cfg, run_job=in_process)
     assert [r["variant"] for r in report["results"]] == ["fp32"]
     assert any("torch baseline skipped" in note for note in report["notes"])
+
+
+def test_shared_image_tower_is_noted() -> None:
+    from zsclip_bench.runner import shared_image_files
+
+    notes = shared_image_files("m", {"fp32": "image.onnx", "int8": "image.onnx", "int4": "image.int4.onnx"})
+    assert len(notes) == 1 and "fp32, int8" in notes[0]
