@@ -53,16 +53,20 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
               help="Strength 0..1 of the per-dataset prior correction (default: the model's).")
+@click.option("--support", "support_dir", type=click.Path(path_type=Path), default=None,
+              help="Few-shot photos: SUPPORT/<dataset>/<class_index>/*.jpg (any subset of classes).")
 @common_options
 @run_guarded
 def predict_main(
     data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
     batch_size: int, strict: bool, prior_correction: Optional[float], verbose: int, quiet: bool,
+    support_dir: Optional[Path] = None,
 ) -> None:
     """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
 
     DATA_DIR holds datasets, each a folder with classes.json (Russian class names) and img/.
-    OUT_JSON is {dataset: {image_stem: class_index}}.
+    OUT_JSON is {dataset: {image_stem: class_index}}. With --support, classes that have support photos
+    are scored by zero-shot blended with those photos (weight chosen by leave-one-out on them).
     """
     setup_logging(verbose, quiet)
     from zsclip.paths import default_model_dir
@@ -71,6 +75,7 @@ def predict_main(
     cfg = PredictConfig(
         data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
         threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
+        support_dir=support_dir,
     )
     bar: dict = {}
 
@@ -134,3 +139,55 @@ def eval_main(
             render_confusion_png(score, target, classes)
             click.echo(f"  confusion matrix -> {target}")
     click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")
+
+
+def progress_callbacks(label: str) -> tuple:
+    """(on_start, on_progress, close) driving one stderr progress bar."""
+    bar: dict = {}
+
+    def on_start(total: int) -> None:
+        bar["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+        bar["bar"].__enter__()
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].__exit__(None, None, None)
+
+    return on_start, (lambda n: bar["bar"].update(n)), close
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="The .npz file to write.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
+@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
+@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of recording it.")
+@common_options
+@run_guarded
+def embed_main(
+    data_dir: Path, out_path: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
+    batch_size: int, strict: bool, verbose: int, quiet: bool,
+) -> None:
+    """Save L2-normalised image embeddings (with file stems and dataset names) and class-name embeddings.
+
+    DATA_DIR is laid out as for zsclip-predict. A killed run resumes from OUT.partial/ when re-run.
+    """
+    setup_logging(verbose, quiet)
+    from zsclip.embed import EmbedConfig, embed_dir
+    from zsclip.paths import default_model_dir
+
+    cfg = EmbedConfig(data_dir=data_dir, out_path=out_path, model_dir=model_dir or default_model_dir(),
+                      variant=variant, threads=threads, batch_size=batch_size, strict=strict)
+    on_start, on_progress, close = progress_callbacks("embedding")
+    try:
+        emb = embed_dir(cfg, on_progress=on_progress, on_start=on_start)
+    finally:
+        close()
+    if len(emb.failed_filename):
+        click.echo(f"warning: {len(emb.failed_filename)} undecodable image(s) recorded as failed "
+                   f"(first: {emb.failed_filename[0]})", err=True)
+    if not quiet:
+        click.echo(f"{len(emb.filename)} image embeddings, {len(emb.class_name)} class embeddings -> {out_path}", err=True)

@@ -17,6 +17,7 @@ import numpy as np
 from zsclip.classifier import ZeroShotModel, correct_prior
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
+from zsclip.fewshot import FewShotHead, few_shot_scores, fit_few_shot, knn_features, log_scores, read_support_dir
 from zsclip.manifest import PreprocessConfig
 from zsclip.paths import default_model_dir
 from zsclip.preprocess import ImageDecodeError, load_and_preprocess
@@ -40,6 +41,7 @@ class PredictConfig:
     decode_workers: int = 0  # 0: one per CPU
     strict: bool = False
     prior_correction: Optional[float] = None  # None: the manifest's value
+    support_dir: Optional[Path] = None  # few-shot photos: SUPPORT_DIR/<dataset>/<class_index>/*
 
 
     def __post_init__(self) -> None:
@@ -135,11 +137,18 @@ def predict_dataset(
     pool: ThreadPoolExecutor,
     report: PredictReport,
     on_progress: Optional[Callable[[int], None]] = None,
+    support: Optional[List[Tuple[Path, int]]] = None,
 ) -> Dict[str, int]:
-    """Class index per image stem for one dataset. Undecodable images get the most predicted class."""
+    """Class index per image stem for one dataset. Undecodable images get the most predicted class.
+
+    With `support` (photo, class index) pairs, scores blend zero-shot with the support photos (`zsclip.fewshot`).
+    """
     started = time.perf_counter()
     class_embeds = model.build_class_embeddings(dataset.classes)
     report.add_time("text", time.perf_counter() - started)
+    alpha = cfg.prior_correction if cfg.prior_correction is not None else model.manifest.embedding.prior_correction
+    head = build_few_shot_head(model, class_embeds, support, cfg, pool, alpha) if support else None
+    features: List[np.ndarray] = []
     decoded: List[int] = []
     posteriors: List[np.ndarray] = []
     failed: List[int] = []
@@ -155,18 +164,52 @@ def predict_dataset(
             report.failed.append((str(path), reason))
             failed.append(index)
         if len(indices):
-            posteriors.append(model.posteriors(model.encode_images(pixels), class_embeds))
+            embeds = model.encode_images(pixels)
+            posteriors.append(model.posteriors(embeds, class_embeds))
+            if head is not None:
+                features.append(knn_features(embeds, model.manifest.embedding.norm))
             decoded.extend(indices)
         waited = time.perf_counter()
         report.add_time("image", waited - now)
         if on_progress:
             on_progress(len(indices) + len(failures))
-    labels = decide(posteriors, decoded, cfg.prior_correction if cfg.prior_correction is not None
-                    else model.manifest.embedding.prior_correction)
+    if head is not None and decoded:
+        scores = few_shot_scores(head, np.concatenate(posteriors), np.concatenate(features), alpha)
+        labels = dict(zip(decoded, (int(i) for i in scores.argmax(axis=1))))
+    else:
+        labels = decide(posteriors, decoded, alpha)
     fallback = int(np.bincount(list(labels.values()), minlength=1).argmax()) if labels else 0
     labels.update((index, fallback) for index in failed)
     report.n_images += len(dataset.images)
     return {dataset.images[i].stem: labels[i] for i in sorted(labels)}
+
+
+def build_few_shot_head(
+    model: ZeroShotModel, class_embeds: np.ndarray, support: List[Tuple[Path, int]], cfg: PredictConfig,
+    pool: ThreadPoolExecutor, alpha: float,
+) -> Optional[FewShotHead]:
+    """Encode the support photos (same decoding and failure rules as the images) and fit the blend.
+
+    Raises:
+        InputDataError: an undecodable support photo with `strict`.
+    """
+    paths = [path for path, _ in support]
+    rows, posteriors, features = [], [], []
+    for indices, pixels, failures in decoded_batches(paths, model.manifest.preprocess, cfg.batch_size, pool):
+        for index, reason in failures:
+            if cfg.strict:
+                raise InputDataError(f"{paths[index]}: not a decodable support photo ({reason})")
+            logger.warning("%s: not a decodable support photo (%s); skipped", paths[index], reason)
+        if len(indices):
+            embeds = model.encode_images(pixels)
+            posteriors.append(model.posteriors(embeds, class_embeds))
+            features.append(knn_features(embeds, model.manifest.embedding.norm))
+            rows.extend(indices)
+    if not rows:
+        return None
+    labels = np.array([support[i][1] for i in rows])
+    zero_shot = log_scores(np.concatenate(posteriors), alpha)
+    return fit_few_shot(zero_shot, np.concatenate(features), labels, len(class_embeds))
 
 
 def decide(posteriors: List[np.ndarray], indices: List[int], alpha: float) -> Dict[int, int]:
@@ -197,6 +240,7 @@ def predict_dir(
     if model is None:
         model = ZeroShotModel(cfg.model_dir, cfg.variant, SessionConfig(threads=cfg.threads))
     logger.info("model %s", model.describe())
+    support = read_support_dir(cfg.support_dir, datasets) if cfg.support_dir is not None else {}
     report = PredictReport(predictions={})
     report.add_time("load", time.perf_counter() - started)
     if on_start:
@@ -204,7 +248,9 @@ def predict_dir(
     workers = cfg.decode_workers or (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for dataset in datasets:
-            report.predictions[dataset.name] = predict_dataset(model, dataset, cfg, pool, report, on_progress)
+            report.predictions[dataset.name] = predict_dataset(
+                model, dataset, cfg, pool, report, on_progress, support.get(dataset.name)
+            )
     write_json_atomic(Path(cfg.out_path), report.predictions)
     report.timings["total"] = time.perf_counter() - started
     return report
