@@ -191,3 +191,49 @@ def embed_main(
                    f"(first: {emb.failed_filename[0]})", err=True)
     if not quiet:
         click.echo(f"{len(emb.filename)} image embeddings, {len(emb.class_name)} class embeddings -> {out_path}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("img_dir", type=click.Path(path_type=Path))
+@click.option("--classes", "classes_path", type=click.Path(path_type=Path), required=True,
+              help="classes.json: a JSON list of class names.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="labels.csv to write.")
+@click.option("--review", "review_dir", type=click.Path(path_type=Path), default=None,
+              help="Also write an offline review page (index.html) into this folder.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
+@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
+@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of flagging it.")
+@common_options
+@run_guarded
+def label_main(
+    img_dir: Path, classes_path: Path, out_path: Path, review_dir: Optional[Path], model_dir: Optional[Path],
+    variant: Optional[str], threads: int, batch_size: int, strict: bool, verbose: int, quiet: bool,
+) -> None:
+    """Pseudo-label every image in IMG_DIR: label and confidence per image in a CSV.
+
+    Images where zero-shot, kNN over confident neighbours and k-means disagree are flagged "problem"
+    (problem=1). --review DIR writes a static page to confirm or fix labels by keyboard and export the
+    corrections as CSV.
+    """
+    setup_logging(verbose, quiet)
+    from zsclip.label import LabelConfig, label_images
+    from zsclip.paths import default_model_dir
+
+    cfg = LabelConfig(img_dir=img_dir, classes_path=classes_path, out_path=out_path, review_dir=review_dir,
+                      model_dir=model_dir or default_model_dir(), variant=variant, threads=threads,
+                      batch_size=batch_size, strict=strict)
+    on_start, on_progress, close = progress_callbacks("labelling")
+    try:
+        rows, _ = label_images(cfg, on_progress=on_progress, on_start=on_start)
+    finally:
+        close()
+    failed = [r for r in rows if r.reason.startswith("undecodable")]
+    if failed:
+        click.echo(f"warning: {len(failed)} undecodable image(s) flagged as problems (first: {failed[0].path})", err=True)
+    if not quiet:
+        problems = sum(r.problem for r in rows)
+        where = f"; review: {review_dir / 'index.html'}" if review_dir else ""
+        click.echo(f"{len(rows)} images, {problems} problem(s) -> {out_path}{where}", err=True)
