@@ -185,7 +185,7 @@ def label_images(
     if cfg.review_dir is not None:
         from zsclip.review import write_review
 
-        write_review(Path(cfg.review_dir), result, classes, model.manifest.preprocess.image_size)
+        write_review(Path(cfg.review_dir), result, classes)
     return result, classes
 
 

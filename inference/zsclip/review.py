@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 from zsclip.preprocess import ImageDecodeError, load_image
 
@@ -38,7 +38,7 @@ def write_thumbnail(source: Path, target: Path, size: int = THUMB_SIZE) -> bool:
     return True
 
 
-def page_data(rows: Sequence["ImageLabel"], classes: Sequence[str], thumbs: Dict[int, str]) -> Dict:
+def page_data(rows: Sequence[ImageLabel], classes: Sequence[str], thumbs: Dict[int, str]) -> Dict:
     """The JSON the page renders: classes and one item per image, in review order."""
     items = [
         {"id": i, "file": r.path.name, "label": r.label, "confidence": round(r.confidence, 4), "problem": r.problem,
@@ -62,7 +62,7 @@ def embed_json(data: object) -> str:
 
 
 def write_review(
-    review_dir: Path, rows: Sequence["ImageLabel"], classes: Sequence[str], decode_size: Optional[int] = None
+    review_dir: Path, rows: Sequence[ImageLabel], classes: Sequence[str]
 ) -> Path:
     """Write the review page and its thumbnails; returns index.html."""
     review_dir = Path(review_dir)
