@@ -22,6 +22,7 @@ from zsclip.manifest import PreprocessConfig
 from zsclip.paths import default_model_dir
 from zsclip.preprocess import ImageDecodeError, load_and_preprocess
 from zsclip.session import SessionConfig
+from zsclip.text import clean_label
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ def predict_dataset(
     With `support` (photo, class index) pairs, scores blend zero-shot with the support photos (`zsclip.fewshot`).
     """
     started = time.perf_counter()
+    check_fixed_classes(model, dataset)
     class_embeds = model.build_class_embeddings(dataset.classes)
     report.add_time("text", time.perf_counter() - started)
     alpha = cfg.prior_correction if cfg.prior_correction is not None else model.manifest.embedding.prior_correction
@@ -182,6 +184,27 @@ def predict_dataset(
     labels.update((index, fallback) for index in failed)
     report.n_images += len(dataset.images)
     return {dataset.images[i].stem: labels[i] for i in sorted(labels)}
+
+
+def check_fixed_classes(model: ZeroShotModel, dataset: Dataset) -> None:
+    """A model trained for one dataset's classes (a linear probe) refuses a dataset with other classes.
+
+    Raises:
+        InputDataError: the dataset's classes differ from the model's fixed classes.
+    """
+    manifest = model.manifest
+    # proposed manifest field `fixed_classes`; `zsclip-train probe` writes it to provenance until it exists
+    fixed = getattr(manifest, "fixed_classes", None) or manifest.provenance.get("fixed_classes")
+    if not fixed:
+        return
+    def key(names: Sequence[str]) -> List[str]:
+        return [clean_label(n).lower().replace("ё", "е") for n in names]
+
+    if key(fixed) != key(dataset.classes):
+        raise InputDataError(
+            f"model {manifest.model_id} is trained for the {len(fixed)} fixed classes {list(fixed)[:3]}...; "
+            f"dataset {dataset.name} has other classes: use a zero-shot model dir"
+        )
 
 
 def build_few_shot_head(
