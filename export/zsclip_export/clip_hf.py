@@ -75,12 +75,12 @@ def load_clip(folder: Path) -> SourceModel:
         image_tower=ClipImageTower(model).eval(),
         text_tower=ClipTextTower(model).eval(),
         tokenizer=tokenizer,
-        reference_ids=reference_ids_of(hf_tokenizer),
+        reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
         text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
         embedding=EmbeddingConfig(
             dim=int(model.config.projection_dim), norm="l2",
-            logit_scale=float(model.logit_scale.exp().clamp(max=100.0)), logit_bias=0.0,
+            logit_scale=float(model.logit_scale.detach().exp().clamp(max=100.0)), logit_bias=0.0,
         ),
         details={
             "tokenizer": f"{type(hf_tokenizer).__name__} (tokenizers backend, byte-level BPE)",

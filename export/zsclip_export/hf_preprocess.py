@@ -121,10 +121,10 @@ def backend_tokenizer(hf_tokenizer: Any, where: str) -> Any:
     return backend
 
 
-def reference_ids_of(hf_tokenizer: Any):  # noqa: ANN201 - a callable
-    """text -> the transformers tokenizer's input_ids (with its special tokens, no truncation)."""
+def reference_ids_of(hf_tokenizer: Any, context_length: int):  # noqa: ANN201 - a callable
+    """text -> the transformers tokenizer's input_ids (with its special tokens, truncated to what the model takes)."""
 
     def ids(text: str) -> list:
-        return list(hf_tokenizer(text)["input_ids"])
+        return list(hf_tokenizer(text, truncation=True, max_length=context_length)["input_ids"])
 
     return ids

@@ -142,7 +142,7 @@ def load_two_tower(folder: Path) -> SourceModel:
         image_tower=CompositeImageTower(vision, image_projection).eval(),
         text_tower=CompositeTextTower(encoder, text_projection, pooling).eval(),
         tokenizer=finish_tokenizer(backend_tokenizer(hf_tokenizer, str(text_dir)), context),
-        reference_ids=reference_ids_of(hf_tokenizer),
+        reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(image_processor_settings(vision_dir), f"{vision_dir}/preprocessor_config.json"),
         text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
         embedding=EmbeddingConfig(dim=dim, norm="l2", logit_scale=float(spec.get("logit_scale", 100.0)),

@@ -41,10 +41,39 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class SelfAttention(nn.Module):
+    """`nn.MultiheadAttention(width, heads)` self-attention on [L, B, W] with the same parameters
+    (in_proj_weight/bias, out_proj), written with -1 reshapes so the ONNX graph keeps L and B dynamic
+    (torch's own implementation bakes the example's sequence length into Reshape nodes)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, x: torch.Tensor, attn_mask: Any = None) -> torch.Tensor:
+        width = x.shape[-1]
+        head_dim = width // self.heads
+        q, k, v = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # [L, B, W] -> [B, H, L, D]
+            return t.reshape(t.shape[0], -1, self.heads, head_dim).permute(1, 2, 0, 3)
+
+        scores = split(q) @ split(k).transpose(-1, -2) * head_dim**-0.5
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        out = scores.softmax(dim=-1) @ split(v)  # [B, H, L, D]
+        out = out.permute(2, 0, 1, 3).reshape(x.shape[0], -1, width)
+        return self.out_proj(out)
+
+
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(width, heads)
+        self.attn = SelfAttention(width, heads)
         self.ln_1 = LayerNorm(width)
         self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()),
                                               ("c_proj", nn.Linear(width * 4, width))]))
@@ -52,7 +81,7 @@ class ResidualAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Any = None) -> torch.Tensor:
         y = self.ln_1(x)
-        x = x + self.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0]
+        x = x + self.attn(y, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 

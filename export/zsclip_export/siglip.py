@@ -86,7 +86,7 @@ def load_siglip(folder: Path) -> SourceModel:
         image_tower=SiglipImageTower(model).eval(),
         text_tower=SiglipTextTower(model, context, int(pad_id)).eval(),
         tokenizer=finish_tokenizer(backend, context),
-        reference_ids=reference_ids_of(hf_tokenizer),
+        reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
         text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
         embedding=EmbeddingConfig(
