@@ -99,3 +99,13 @@ def test_head_folds_standardisation_exactly():
     assert set(head.cv_accuracy) == {1e-3, 1e-1}
     folds = stratified_folds(np.repeat([0, 1], 6), 3, seed=0)
     assert all(np.bincount(folds[np.repeat([0, 1], 6) == c]).tolist() == [2, 2, 2] for c in (0, 1))
+
+
+def test_names_the_tokenizer_cannot_tell_apart_are_refused(tiny_model_dir, tmp_path):
+    from zsclip.errors import ModelDirError
+
+    train = make_labelled(tmp_path / "train", classes=["красный", "кошка", "собака"])  # both unknown: [UNK]
+    with pytest.raises(ModelDirError, match="same to the text tower"):
+        train_probe(ProbeConfig(data_dir=train, model_dir=tiny_model_dir, out_dir=tmp_path / "p", folds=3,
+                                l2_grid=(1e-2,)))
+    assert not (tmp_path / "p").exists() and not list(tmp_path.glob(".p.tmp-*"))

@@ -8,7 +8,8 @@ cross-validation on the labelled images only.
 The model dir it writes keeps the source's preprocessing, tokenizer and variants, with:
 
 - image tower = source tower -> features -> linear head -> softmax: the image "embedding" is P(class | image);
-- text tower = source tower -> the index of the nearest training class name (cosine) -> one-hot;
+- text tower = exact match of the name's token ids against the training class names -> one-hot
+  (`text.names.onnx`, shared by all variants; the source text tower is not needed);
 - embedding.norm "l1", dim = number of classes, one prompt "{}", no prior correction,
 
 so `zsclip-predict --model DIR` scores <P(.|image), onehot(name)> = P(name | image) with no runtime change.
@@ -34,10 +35,18 @@ from zsclip.embed import EmbedConfig, Embeddings, embed_dir, load_embeddings
 from zsclip.errors import ConfigError, InputDataError, ModelDirError
 from zsclip.manifest import EmbeddingConfig, ModelManifest, Variant, sha256_of, write_manifest
 from zsclip.session import SessionConfig
+from zsclip.text import clean_label, tokenize
 
 logger = logging.getLogger(__name__)
 
 LOG_FLOOR = 1e-30
+TEXT_FILE = "text.names.onnx"
+
+
+def pad_ids(ids: np.ndarray, mask: np.ndarray, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    out_ids, out_mask = np.zeros((len(ids), width), np.int64), np.zeros((len(ids), width), np.int64)
+    out_ids[:, : ids.shape[1]], out_mask[:, : ids.shape[1]] = ids, mask
+    return out_ids, out_mask
 
 
 @dataclass(frozen=True)
@@ -241,24 +250,44 @@ def compose_image_tower(source: Path, target: Path, output: str, norm: str, head
     onnx.save(model, str(target))
 
 
-def compose_text_tower(source: Path, target: Path, output: str, norm: str, class_text: np.ndarray) -> None:
-    """Source text tower -> cosine to each training class name -> one-hot of the nearest, same output name."""
+def build_name_matcher(target: Path, io, name_ids: np.ndarray, name_mask: np.ndarray) -> None:  # noqa: ANN001
+    """A text "tower" mapping the token ids of a training class name to its one-hot (zeros for other names).
+
+    Names are matched by their exact token sequence (after the tokenizer's normalisation), not by text
+    embedding: the source text tower may map different names (кувшин, кувшинка) to the same point.
+    """
     import onnx
     from onnx import TensorProto, helper
 
-    model = onnx.load(str(source))
-    _rename_output(model, output, "probe_text")
-    nodes, inits, x = _normalise_nodes("probe_text", "l2", "probe_tnorm")
-    n_classes = len(class_text)
-    inits += [_const("probe_names", normalize_rows(class_text, "l2").T.astype(np.float32)),
-              _const("probe_depth", np.array([n_classes], np.int64)),
-              _const("probe_values", np.array([0.0, 1.0], np.float32))]
-    nodes += [helper.make_node("MatMul", [x, "probe_names"], ["probe_cos"]),
-              helper.make_node("ArgMax", ["probe_cos"], ["probe_nearest"], axis=-1, keepdims=0),
-              helper.make_node("OneHot", ["probe_nearest", "probe_depth", "probe_values"], [output], axis=-1)]
-    model.graph.node.extend(nodes)
-    model.graph.initializer.extend(inits)
-    model.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", n_classes]))
+    n_classes, width = name_ids.shape
+    table = ((name_ids + 1) * name_mask).astype(np.int64)[None]  # [1, C, L]; 0 = padding
+    inits = [_const("names", table), _const("one", np.array(1, np.int64)), _const("width", np.array([width], np.int64)),
+             _const("zeros3", np.zeros(3, np.int64)), _const("start1", np.array([1], np.int64)),
+             _const("end2", np.array([2], np.int64)), _const("axis1", np.array([1], np.int64)),
+             _const("axis2", np.array([2], np.int64)), _const("zero_f", np.array(0.0, np.float32))]
+    nodes = [
+        helper.make_node("Add", [io.text_input_ids, "one"], ["ids1"]),
+        helper.make_node("Mul", ["ids1", io.text_attention_mask], ["masked"]),
+        helper.make_node("Shape", ["masked"], ["shape"]),
+        helper.make_node("Slice", ["shape", "start1", "end2"], ["length"]),
+        helper.make_node("Sub", ["width", "length"], ["missing"]),
+        helper.make_node("Concat", ["zeros3", "missing"], ["pads"], axis=0),
+        helper.make_node("Pad", ["masked", "pads"], ["padded"]),
+        helper.make_node("Unsqueeze", ["padded", "axis1"], ["query"]),
+        helper.make_node("Equal", ["query", "names"], ["same"]),
+        helper.make_node("Not", ["same"], ["differ"]),
+        helper.make_node("Cast", ["differ"], ["differ_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["differ_f", "axis2"], ["mismatches"], keepdims=0),
+        helper.make_node("Equal", ["mismatches", "zero_f"], ["match"]),
+        helper.make_node("Cast", ["match"], [io.text_output], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "probe_name_matcher",
+        [helper.make_tensor_value_info(io.text_input_ids, TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info(io.text_attention_mask, TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info(io.text_output, TensorProto.FLOAT, ["batch", n_classes])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, str(target))
 
@@ -293,21 +322,18 @@ def write_probe_dir(cfg: ProbeConfig, source: ZeroShotModel, dataset: str, class
     try:
         manifest, io = source.manifest, source.manifest.io
         variants: Dict[str, Variant] = {}
-        written: Dict[str, str] = {}
         for name, variant in manifest.variants.items():
-            if variant.image_file not in written:
-                written[variant.image_file] = variant.image_file
+            if not (tmp / variant.image_file).exists():
                 compose_image_tower(source.model_dir / variant.image_file, tmp / variant.image_file, io.image_output,
                                     manifest.embedding.norm, head)
-            text_model = ZeroShotModel(source.model_dir, name, source.session_config, verify=False)
-            class_text = text_model.encode_texts(list(classes))
-            compose_text_tower(source.model_dir / variant.text_file, tmp / variant.text_file, io.text_output,
-                               manifest.embedding.norm, class_text)
-            variants[name] = Variant(variant.image_file, variant.text_file,
-                                     {**dict(variant.quantization), "probe": "head in fp32"})
+            variants[name] = Variant(variant.image_file, TEXT_FILE, {**dict(variant.quantization), "probe": "head in fp32"})
+        text_cfg = dataclasses.replace(manifest.text, prompts=("{}",))
+        ids, mask = tokenize(source.tokenizer, [clean_label(c) for c in classes], text_cfg)
+        build_name_matcher(tmp / TEXT_FILE, io, *pad_ids(ids, mask, text_cfg.context_length))
         shutil.copyfile(source.model_dir / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
         write_manifest(tmp, probe_manifest(manifest, variants, dataset, classes, head, n_train))
         check_probe_dir(tmp, classes)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir is shared like any export
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -330,7 +356,7 @@ def check_probe_dir(model_dir: Path, classes: Tuple[str, ...]) -> None:
         clashes = [(classes[i], classes[int(j)]) for i, j in enumerate(found) if j != i]
         if clashes:
             raise ModelDirError(f"class names {clashes[0][0]!r} and {clashes[0][1]!r} are the same to the text tower "
-                                f"(variant {name}); a fixed-class probe needs distinct names")
+                                f"(same tokens, variant {name}); a fixed-class probe needs distinct names")
 
 
 def train_probe(cfg: ProbeConfig) -> Tuple[Path, LinearHead]:
