@@ -115,7 +115,7 @@ def save_embeddings(path: Path, emb: Embeddings) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -230,7 +230,7 @@ class ChunkWriter:
         }
         tmp = self.folder / f".chunk-{self.index:05d}.tmp"
         with open(tmp, "wb") as handle:
-            np.savez(handle, **chunk)
+            np.savez(handle, **chunk)  # type: ignore[arg-type]
         os.replace(tmp, self.folder / f"chunk-{self.index:05d}.npz")
         self.done.update(_done_keys([chunk]))
         self.index += 1
@@ -273,17 +273,18 @@ def assemble(
     model: ZeroShotModel, datasets: List[Dataset], done: Dict[Tuple[str, str], object], identity: Dict
 ) -> Embeddings:
     """All rows in data-dir order (datasets sorted, files sorted), plus the class embeddings."""
-    rows, names, files, failed = [], [], [], []
+    rows: List[np.ndarray] = []
+    names, files, failed = [], [], []
     class_rows, class_names, class_sets, class_index = [], [], [], []
     for dataset in datasets:
         for path in dataset.images:
             value = done[(dataset.name, path.name)]
-            if isinstance(value, str):
-                failed.append((dataset.name, path.name, value))
-            else:
+            if isinstance(value, np.ndarray):
                 rows.append(value)
                 names.append(dataset.name)
                 files.append(path.name)
+            else:
+                failed.append((dataset.name, path.name, str(value)))
         class_rows.append(model.build_class_embeddings(dataset.classes))
         class_names += list(dataset.classes)
         class_sets += [dataset.name] * len(dataset.classes)

@@ -46,12 +46,11 @@ def page_data(rows: Sequence[ImageLabel], classes: Sequence[str], thumbs: Dict[i
          "thumb": thumbs.get(i)}
         for i, r in enumerate(rows)
     ]
-    problems_per_class: Dict[int, int] = {}
-    for item in items:
-        problems_per_class[item["label"]] = problems_per_class.get(item["label"], 0) + int(item["problem"])
+    has_problems = {r.label for r in rows if r.problem}
     # groups with problems first, then by class index; inside a group problems first, least confident first
-    items.sort(key=lambda it: (-min(problems_per_class[it["label"]], 1), it["label"], not it["problem"],
-                               it["confidence"], it["file"]))
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].label not in has_problems, rows[i].label,
+                                                    not rows[i].problem, rows[i].confidence, rows[i].path.name))
+    items = [items[i] for i in order]
     return {"classes": list(classes), "items": items}
 
 
