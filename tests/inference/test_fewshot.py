@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_embed import tiny_l1_model_dir  # noqa: F401 - fixture: the tiny model scored as an L1 model
 from zsclip.cli import predict_main
 from zsclip.fewshot import choose_beta, class_evidence, fit_few_shot, knn_features
 
@@ -95,12 +96,14 @@ def run_predict(root: Path, model: Path, *extra: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))["colours"]
 
 
-def test_support_fixes_what_zero_shot_gets_wrong(tiny_model_dir, tmp_path, caplog):
+@pytest.mark.parametrize("model_fixture", ["tiny_model_dir", "tiny_l1_model_dir"])
+def test_support_fixes_what_zero_shot_gets_wrong(model_fixture, request, tmp_path, caplog):
+    model_dir = request.getfixturevalue(model_fixture)
     root = make_yellow_data(tmp_path, {0: 2, 1: 2, 2: 2})
-    zero_shot = run_predict(root, tiny_model_dir)
+    zero_shot = run_predict(root, model_dir)
     assert [zero_shot[f"2_{k}"] for k in range(3)] == [0, 0, 0]
     with caplog.at_level(logging.INFO, logger="zsclip.fewshot"):
-        few_shot = run_predict(root, tiny_model_dir, "--support", str(root / "support"))
+        few_shot = run_predict(root, model_dir, "--support", str(root / "support"))
     assert few_shot == {f"{c}_{k}": c for c in range(3) for k in range(3)}
     assert "leave-one-out accuracy 1.000" in caplog.text
 
