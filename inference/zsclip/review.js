@@ -46,7 +46,11 @@
       }
       card.appendChild(el("div", "file", item.file));
       card.appendChild(el("div", "pred", "→ " + item.label + ": " + className(item.label) + " (" + item.confidence.toFixed(2) + ")"));
-      if (item.problem) card.appendChild(el("div", "reason", "problem: " + item.reason + " [zs/knn/km " + item.views.join("/") + "]"));
+      if (item.problem) {
+        var views = item.views[0] < 0 ? "" : " (kNN: " + item.views[1] + " " + className(item.views[1]) +
+          ", k-means: " + item.views[2] + " " + className(item.views[2]) + ")";
+        card.appendChild(el("div", "reason", "problem: " + item.reason + views));
+      }
       card.appendChild(el("div", "status"));
       card.addEventListener("click", function () { select(position); });
       grid.appendChild(card);
