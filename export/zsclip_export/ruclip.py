@@ -153,7 +153,7 @@ class RuClip(nn.Module):
         x = self.transformer(x.permute(1, 0, 2), self.causal_mask[:length, :length]).permute(1, 0, 2)
         x = self.ln_final(x)
         is_eos = input_ids == self.eos_id
-        # int32 before ArgMax: ids and positions fit easily, and ORT's ArgMax covers int32 everywhere
+        # int32 before ArgMax (as transformers does for ONNX export); positions fit easily
         first_eos = is_eos.to(torch.int32).argmax(dim=1)
         last_real = (attention_mask.to(torch.int32).sum(dim=1) - 1).clamp(min=0)
         position = torch.where(is_eos.any(dim=1), first_eos, last_real).to(torch.int64)
