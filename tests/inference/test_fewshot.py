@@ -122,6 +122,13 @@ def test_bad_support_folder_is_a_user_error(tiny_model_dir, tmp_path, bad, messa
     assert result.exit_code == 1 and message in result.output and not (root / "o.json").exists()
 
 
+def test_missing_support_dir_is_a_user_error(tiny_model_dir, tmp_path):
+    root = make_yellow_data(tmp_path, {})
+    result = CliRunner().invoke(predict_main, [str(root / "data"), str(root / "o.json"), "--model", str(tiny_model_dir),
+                                               "--support", str(root / "nowhere")])
+    assert result.exit_code == 1 and "support dir" in result.output and "Traceback" not in result.output
+
+
 def test_undecodable_support_photo_is_skipped_or_fatal_with_strict(tiny_model_dir, tmp_path):
     root = make_yellow_data(tmp_path, {0: 2, 1: 2, 2: 2})
     (root / "support" / "colours" / "2" / "bad.jpg").write_bytes(b"not a jpeg")
