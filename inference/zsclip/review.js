@@ -3,7 +3,7 @@
   "use strict";
   var data = JSON.parse(document.getElementById("review-data").textContent);
   var classes = data.classes, items = data.items;
-  var storageKey = "zsclip-review:" + location.pathname;
+  var storageKey = "zsclip-review:" + location.pathname + ":" + data.run;
   var decisions = {};  // item id -> {label, status}
   var cards = [], current = 0;
 

@@ -7,6 +7,7 @@ e exports the decisions as corrections.csv (file,predicted,label,class_name,stat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -51,7 +52,9 @@ def page_data(rows: Sequence[ImageLabel], classes: Sequence[str], thumbs: Dict[i
     order = sorted(range(len(rows)), key=lambda i: (rows[i].label not in has_problems, rows[i].label,
                                                     not rows[i].problem, rows[i].confidence, rows[i].path.name))
     items = [items[i] for i in order]
-    return {"classes": list(classes), "items": items}
+    # the page saves its decisions in localStorage under this key: a regenerated page starts clean
+    run = hashlib.sha256(json.dumps([classes, items], ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+    return {"classes": list(classes), "items": items, "run": run}
 
 
 def embed_json(data: object) -> str:
