@@ -61,6 +61,8 @@ def test_confirm_fix_and_export_by_keyboard(tiny_model_dir, tmp_path):
             assert download.suggested_filename == "corrections.csv"
             text = Path(download.path()).read_text(encoding="utf-8")
             assert page.locator("#export-csv").input_value() == text
+            page.reload()  # decisions survive a reload (localStorage)
+            assert "2 reviewed" in page.locator("#summary").inner_text()
             assert not errors, errors
         finally:
             browser.close()
