@@ -137,6 +137,7 @@ class RuClip(nn.Module):
         self.text_projection = nn.Parameter(text_width**-0.5 * torch.randn(text_width, config["embed_dim"]))
         self.logit_scale = nn.Parameter(torch.tensor(2.6592600))  # log(1/0.07)
         causal = torch.full((context, context), float("-inf")).triu(1)
+        self.causal_mask: torch.Tensor
         self.register_buffer("causal_mask", causal, persistent=False)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:

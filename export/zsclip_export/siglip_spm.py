@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any
+from typing import Any, List
 
 from zsclip.errors import ConfigError
 
@@ -32,7 +32,7 @@ def convert_siglip_tokenizer(hf_tokenizer: Any) -> Any:
         raise ConfigError(f"cannot convert {type(hf_tokenizer).__name__} (needs protobuf and sentencepiece): {exc}") from None
     except Exception as exc:  # the converter raises a bare Exception for non-Unigram models
         raise ConfigError(f"cannot convert {type(hf_tokenizer).__name__}: {exc}") from None
-    steps = [normalizers.Lowercase()] if getattr(hf_tokenizer, "do_lower_case", True) else []
+    steps: List[Any] = [normalizers.Lowercase()] if getattr(hf_tokenizer, "do_lower_case", True) else []
     steps += [
         normalizers.Replace(Regex("[" + re.escape(string.punctuation) + "]"), ""),
         normalizers.Replace(Regex(r"\s+"), " "),
