@@ -50,6 +50,7 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
 @click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
               help="Strength 0..1 of the per-dataset prior correction (default: the model's).")
@@ -60,7 +61,7 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def predict_main(
     data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
     batch_size: int, strict: bool, prior_correction: Optional[float], verbose: int, quiet: bool,
-    support_dir: Optional[Path] = None,
+    support_dir: Optional[Path] = None, decode_workers: int = 0,
 ) -> None:
     """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
 
@@ -75,7 +76,7 @@ def predict_main(
     cfg = PredictConfig(
         data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
         threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
-        support_dir=support_dir,
+        support_dir=support_dir, decode_workers=decode_workers,
     )
     bar: dict = {}
 

@@ -36,7 +36,7 @@ from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.manifest import manifest_from_dict, manifest_to_dict
 from zsclip.paths import default_model_dir
-from zsclip.predict import Predictions, check_out_path, decide, decoded_batches
+from zsclip.predict import Predictions, available_cpus, check_out_path, decide, decoded_batches
 from zsclip.session import SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def embed_dir(
     if on_start:
         on_start(sum(len(d.images) for d in datasets))
     writer = ChunkWriter(folder, len(chunks), cfg.chunk_images, done)
-    with ThreadPoolExecutor(max_workers=cfg.decode_workers or (os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=cfg.decode_workers or available_cpus()) as pool:
         for dataset in datasets:
             encode_dataset(model, dataset, cfg, pool, writer, done, on_progress)
     embeddings = assemble(model, datasets, done, identity)

@@ -30,7 +30,7 @@ from zsclip.datadir import list_images, read_classes
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.fewshot import choose_beta, knn_features, log_scores
 from zsclip.paths import default_model_dir
-from zsclip.predict import decoded_batches
+from zsclip.predict import available_cpus, decoded_batches
 from zsclip.session import SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def label_images(
     if on_start:
         on_start(len(paths))
     decoded, posteriors, features, failed = [], [], [], []
-    with ThreadPoolExecutor(max_workers=cfg.decode_workers or (os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=cfg.decode_workers or available_cpus()) as pool:
         for indices, pixels, failures in decoded_batches(paths, model.manifest.preprocess, cfg.batch_size, pool):
             for index, reason in failures:
                 if cfg.strict:

@@ -82,12 +82,24 @@ def check_out_path(out_path: Path) -> None:
         raise InputDataError(f"output folder {parent} is not writable")
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask under taskset/cgroups), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that a crash at any moment leaves the old file or none, never a partial one."""
+    """Write JSON so that a crash at any moment leaves the old file or none, never a partial one.
+
+    File names that are not valid UTF-8 reach Python as lone surrogates; they are written as
+    backslash escapes instead of failing the whole run.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             json.dump(data, handle, ensure_ascii=False, sort_keys=True, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
@@ -193,8 +205,7 @@ def check_fixed_classes(model: ZeroShotModel, dataset: Dataset) -> None:
         InputDataError: the dataset's classes differ from the model's fixed classes.
     """
     manifest = model.manifest
-    # proposed manifest field `fixed_classes`; `zsclip-train probe` writes it to provenance until it exists
-    fixed = getattr(manifest, "fixed_classes", None) or manifest.provenance.get("fixed_classes")
+    fixed = manifest.fixed_classes
     if not fixed:
         return
     def key(names: Sequence[str]) -> List[str]:
@@ -268,7 +279,7 @@ def predict_dir(
     report.add_time("load", time.perf_counter() - started)
     if on_start:
         on_start(sum(len(d.images) for d in datasets))
-    workers = cfg.decode_workers or (os.cpu_count() or 1)
+    workers = cfg.decode_workers or available_cpus()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for dataset in datasets:
             report.predictions[dataset.name] = predict_dataset(
