@@ -25,7 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from zsclip.errors import ModelDirError
 
 MANIFEST_NAME = "zsclip.json"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: optional fixed_classes
 RESIZE_MODES = ("shortest_edge_center_crop", "squash")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 NORMS = ("l2", "l1")
@@ -131,6 +131,8 @@ class ModelManifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256
     format_version: str = FORMAT_VERSION
+    # Non-empty for a model trained for one class list (a linear probe): it refuses any other list.
+    fixed_classes: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -207,6 +209,7 @@ def manifest_from_dict(data: Mapping[str, Any], where: str = MANIFEST_NAME) -> M
             provenance=dict(data.get("provenance", {})),
             files=dict(data.get("files", {})),
             format_version=version,
+            fixed_classes=tuple(str(name) for name in data.get("fixed_classes", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelDirError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None

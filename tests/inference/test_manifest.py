@@ -22,6 +22,19 @@ def test_roundtrip_keeps_every_field(tiny_model_dir):
     assert set(manifest.files) == {"image.onnx", "text.onnx", "image.int8.onnx", "text.int8.onnx", "tokenizer.json"}
 
 
+def test_fixed_classes_are_optional_and_round_trip(tiny_model_dir, tmp_path):
+    """A 1.0 manifest (no fixed_classes) is an open-vocabulary model; 1.1 may pin a class list."""
+    model = copy_model(tiny_model_dir, tmp_path)
+    data = json.loads((model / MANIFEST_NAME).read_text())
+    data.pop("fixed_classes", None)
+    data["format_version"] = "1.0"
+    (model / MANIFEST_NAME).write_text(json.dumps(data))
+    assert load_manifest(model).fixed_classes == ()
+    data["fixed_classes"] = ["кошка", "собака"]
+    (model / MANIFEST_NAME).write_text(json.dumps(data, ensure_ascii=False))
+    assert load_manifest(model).fixed_classes == ("кошка", "собака")
+
+
 def test_missing_file_is_named(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
     (model / "text.int8.onnx").unlink()

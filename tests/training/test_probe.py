@@ -47,7 +47,7 @@ def test_probe_model_dir_is_used_transparently_by_predict(tiny_model_dir, tmp_pa
     out, head = train_probe(cfg)
     manifest = load_manifest(out)
     assert manifest.embedding.dim == 3 and manifest.embedding.norm == "l1"
-    assert manifest.provenance["fixed_classes"] == CLASSES and set(manifest.variants) == {"fp32", "int8"}
+    assert manifest.fixed_classes == tuple(CLASSES) and set(manifest.variants) == {"fp32", "int8"}
     assert not list(tmp_path.glob(".probe.tmp-*"))
 
     held_out = make_labelled(tmp_path / "test", {0: [(210, 30, 25)], 1: [(30, 40, 200)], 2: [(225, 210, 30)]},

@@ -1,10 +1,10 @@
-"""`zsclip-train`: download -> prepare -> fit. Exit codes: 0 ok, 1 user error (one stderr line), 2 usage error.
+"""`zsclip-train`: download -> prepare -> fit, and probe. Exit codes: 0 ok, 1 user error (one stderr line), 2 usage error.
 
 Each command builds one frozen config and calls one library function. Heavy modules (torch, PIL)
 are imported inside the commands so `--help` stays instant.
 
 Adding a command is one decorated function: `@main.command()` + `@common_options` + `@run_guarded`.
-NOTE: the other developer adds `align` (the offline default text-head recipe) to this same group.
+The offline default model's text-head recipe (zsclip_train.align) runs inside `zsclip-export`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,34 @@ def fit(config: Path) -> None:
     result = fit_model(load_train_config(config))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         click.echo(str(result))
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
+              help="Labelled photos: a data dir (datasets/<name>/classes.json + img/) with gt.json.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Source zero-shot model dir (default: $ZSCLIP_MODEL_DIR or the default model).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Probe model dir to write.")
+@click.option("--labels", "labels_path", type=click.Path(path_type=Path), default=None,
+              help="gt.json with {dataset: {image_stem: class_index}} (default: DATA/gt.json).")
+@click.option("--dataset", default=None, help="Which dataset, when DATA holds several.")
+@click.option("--embeddings", type=click.Path(path_type=Path), default=None,
+              help="A zsclip-embed file of the same photos and model (skips encoding).")
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+@click.option("--force", is_flag=True, help="Replace an existing --out dir.")
+@common_options
+@run_guarded
+def probe(data_dir: Path, model_dir: Optional[Path], out_dir: Path, labels_path: Optional[Path], dataset: Optional[str],
+          embeddings: Optional[Path], threads: int, force: bool) -> None:
+    """Fit a linear probe on frozen embeddings; write a fixed-class model dir zsclip-predict uses as is."""
+    from zsclip.paths import default_model_dir
+
+    from zsclip_train.probe import ProbeConfig, train_probe
+
+    cfg = ProbeConfig(data_dir=data_dir, model_dir=model_dir or default_model_dir(), out_dir=out_dir,
+                      labels_path=labels_path, dataset=dataset, embeddings=embeddings, threads=threads, force=force)
+    out, head = train_probe(cfg)
+    click.echo(f"probe model dir: {out} (l2 {head.l2:g}, cross-validated accuracy {head.cv_accuracy[head.l2]:.4f})")
 
 
 if __name__ == "__main__":  # `python -m zsclip_train.cli` (what torchrun -m runs)

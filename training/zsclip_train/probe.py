@@ -13,7 +13,7 @@ The model dir it writes keeps the source's preprocessing, tokenizer and variants
 - embedding.norm "l1", dim = number of classes, one prompt "{}", no prior correction,
 
 so `zsclip-predict --model DIR` scores <P(.|image), onehot(name)> = P(name | image) with no runtime change.
-The classes are fixed: the manifest records them (provenance "fixed_classes") and `zsclip-predict` refuses
+The classes are fixed: the manifest records them (`fixed_classes`) and `zsclip-predict` refuses
 a dataset with other classes.
 """
 
@@ -295,7 +295,6 @@ def build_name_matcher(target: Path, io, name_ids: np.ndarray, name_mask: np.nda
 def probe_manifest(source: ModelManifest, variants: Dict[str, Variant], dataset: str, classes: Tuple[str, ...],
                    head: LinearHead, n_train: int) -> ModelManifest:
     provenance = {
-        "fixed_classes": list(classes),  # proposed manifest field; zsclip-predict reads it from here until then
         "probe": {
             "source_model_id": source.model_id, "source_files": dict(source.files), "dataset": dataset,
             "n_train": n_train, "features": "log p" if source.embedding.norm == "l1" else "l2 embedding",
@@ -307,7 +306,7 @@ def probe_manifest(source: ModelManifest, variants: Dict[str, Variant], dataset:
         embedding=EmbeddingConfig(dim=len(classes), norm="l1", logit_scale=1.0, logit_bias=0.0, prior_correction=0.0),
         preprocess=source.preprocess, text=dataclasses.replace(source.text, prompts=("{}",)), variants=variants,
         default_variant=source.default_variant, tokenizer_file=source.tokenizer_file, io=source.io,
-        provenance=provenance,
+        provenance=provenance, fixed_classes=tuple(classes),
     )
 
 
