@@ -14,6 +14,7 @@ from test_probe import make_labelled  # noqa: E402
 from zsclip.cli import predict_main  # noqa: E402
 from zsclip_train.cli import main  # noqa: E402
 
+
 def test_probe_command(tiny_model_dir, tmp_path):
     train = make_labelled(tmp_path / "train")
     out = tmp_path / "probe"
