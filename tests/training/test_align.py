@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from zsclip_train.align import AlignConfig, align_text_tower, concept_distribution  # noqa: E402
-from zsclip_train.labels import LabelRow, build_phrases, load_label_table  # noqa: E402
+from zsclip_train.labels import LabelRow, Phrase, augment_phrases, build_phrases, load_label_table  # noqa: E402
 from zsclip_train.text_tower import NavecTextTower  # noqa: E402
 
 
@@ -45,8 +45,45 @@ def test_alignment_maps_names_onto_their_prototypes_and_hypernyms_between():
             LabelRow(2, "n2", ("рыба",), ())]
     tower = NavecTextTower(vectors, np.arange(5), np.ones(5, np.float32), prototypes, hidden=32)
     tokenizer = WordTokenizer(words)
-    report = align_text_tower(tower, tokenizer, rows, AlignConfig(epochs=200, input_noise=0.0), validate=False)
+    report = align_text_tower(tower, tokenizer, rows, AlignConfig(epochs=200, input_noise=0.0, plural_augment=False),
+                              validate=False)
     q = concept_distribution(tower, tokenizer, words, 4)
     assert q[:3].argmax(dim=1).tolist() == [0, 1, 2]
     assert float(q[3, 0] + q[3, 1]) > 0.9  # "животное" spreads over its two descendants
     assert report.final_loss < 1.5
+
+
+def test_augmented_forms_share_targets_and_never_override_a_phrase():
+    phrases = [Phrase("кот", (0,), True), Phrase("коты", (5,), True), Phrase("пес", (1,), True),
+               Phrase("собака", (1, 2), False)]
+    forms = {"кот": "коты", "пес": "псы", "собака": "собаки"}
+    out = {p.text: p for p in augment_phrases(phrases, forms.get)}
+    assert out["коты"].classes == (5,)  # an existing phrase keeps its own target
+    assert out["псы"] == Phrase("псы", (1,), True) and out["собаки"] == Phrase("собаки", (1, 2), False)
+    assert augment_phrases(phrases, None) == phrases
+
+
+def test_plural_phrase_inflects_head_noun_and_its_adjectives_only():
+    pytest.importorskip("pymorphy3")
+    from zsclip_train.morph import plural_phrase
+
+    assert plural_phrase("большая белая акула") == "большие белые акулы"
+    assert plural_phrase("бочка для дождевой воды") == "бочки для дождевой воды"
+    assert plural_phrase("акула-людоед") == "акулы-людоеды"
+    assert plural_phrase("самолет") == "самолеты" and plural_phrase("еж") == "ежи"
+    assert plural_phrase("ножницы") is None  # plural-only noun: nothing to add
+
+
+def test_alignment_with_plural_augmentation_maps_plurals_too():
+    pytest.importorskip("pymorphy3")
+    rng = np.random.default_rng(0)
+    words = ["кот", "пес", "рыба", "коты", "псы", "рыбы"]
+    vectors = np.vstack([np.zeros(16), rng.normal(size=(6, 16))]).astype(np.float32)
+    prototypes = rng.normal(size=(3, 32)).astype(np.float32)
+    rows = [LabelRow(0, "n0", ("кот",), ()), LabelRow(1, "n1", ("пес",), ()), LabelRow(2, "n2", ("рыба",), ())]
+    tower = NavecTextTower(vectors, np.arange(7), np.ones(7, np.float32), prototypes, hidden=32)
+    tokenizer = WordTokenizer(words)
+    report = align_text_tower(tower, tokenizer, rows, AlignConfig(epochs=200, input_noise=0.0), validate=False)
+    assert report.n_phrases == 6
+    q = concept_distribution(tower, tokenizer, words[3:], 4)
+    assert q.argmax(dim=1).tolist() == [0, 1, 2]

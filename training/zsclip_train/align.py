@@ -2,7 +2,9 @@
 
 Each name of an ImageNet class is pulled onto its class prototype, each hypernym onto its descendants
 (soft contrastive target over all 1000 prototypes + a cosine pull towards the normalised mean of the
-covered prototypes). The pooled inputs are fixed, so training is a full-batch MLP fit: seconds on CPU.
+covered prototypes). Each phrase also trains in its nominative plural (`zsclip_train.morph`), so a name
+written in the plural maps like the singular. The pooled inputs are fixed, so training is a full-batch
+MLP fit: minutes on CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from zsclip.errors import ConfigError
 
-from zsclip_train.labels import LabelRow, Phrase, build_phrases, synonym_holdout
+from zsclip_train.labels import LabelRow, Phrase, augment_phrases, build_phrases, synonym_holdout
 from zsclip_train.text_tower import NavecTextTower
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class AlignConfig:
     input_noise: float = 0.05
     seed: int = 0
     context_length: int = 16
+    plural_augment: bool = True  # also train every phrase's nominative plural (needs pymorphy3)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or self.pull_weight < 0 or self.input_noise < 0:
@@ -105,16 +108,27 @@ def concept_distribution(tower: NavecTextTower, tokenizer, texts: Sequence[str],
 
 
 def validate_synonyms(
-    tower: NavecTextTower, tokenizer, rows: Sequence[LabelRow], holdout: Sequence[Tuple[int, str]], context_length: int
+    tower: NavecTextTower, tokenizer, rows: Sequence[LabelRow], holdout: Sequence[Tuple[int, str]], context_length: int,
+    inflect: Optional[Callable[[str], Optional[str]]] = None,
 ) -> Dict[str, float]:
-    """Top-1/top-5 of held-out class names (each class's last synonym) over the 1000 classes."""
-    classes = torch.tensor([c for c, _ in holdout])
-    q = concept_distribution(tower, tokenizer, [name for _, name in holdout], context_length)
+    """Top-1/top-5 of held-out class names (each class's last synonym) over the 1000 classes; with
+    `inflect`, also of those names' inflected (plural) forms (`val_plural_*`)."""
+    metrics = topk_metrics(tower, tokenizer, holdout, context_length, "val")
+    if inflect is not None:
+        inflected = [(c, form) for c, name in holdout for form in [inflect(name)] if form]
+        if inflected:
+            metrics.update(topk_metrics(tower, tokenizer, inflected, context_length, "val_plural"))
+    return metrics
+
+
+def topk_metrics(tower, tokenizer, pairs: Sequence[Tuple[int, str]], context_length: int, prefix: str) -> Dict[str, float]:
+    classes = torch.tensor([c for c, _ in pairs])
+    q = concept_distribution(tower, tokenizer, [name for _, name in pairs], context_length)
     top5 = q.topk(5, dim=-1).indices
     return {
-        "val_top1": float((top5[:, 0] == classes).float().mean()),
-        "val_top5": float((top5 == classes[:, None]).any(dim=-1).float().mean()),
-        "val_n": float(len(holdout)),
+        f"{prefix}_top1": float((top5[:, 0] == classes).float().mean()),
+        f"{prefix}_top5": float((top5 == classes[:, None]).any(dim=-1).float().mean()),
+        f"{prefix}_n": float(len(pairs)),
     }
 
 
@@ -127,20 +141,32 @@ def align_text_tower(
     on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> AlignReport:
     """Train `tower`'s head on the label table. With `validate`, first fit once without a held-out synonym
-    per class and report how well those unseen names are mapped; then fit on everything."""
+    per class and report how well those unseen names (and their plurals) are mapped; then fit on everything.
+
+    Raises:
+        ConfigError: `cfg.plural_augment` without pymorphy3.
+    """
     report = AlignReport()
     n_classes = tower.prototypes.shape[0]
+    inflect = plural_inflector() if cfg.plural_augment else None
     if validate:
         holdout = sorted(synonym_holdout(rows))
-        phrases = build_phrases(rows, set(holdout))
+        phrases = augment_phrases(build_phrases(rows, set(holdout)), inflect)
         fit_once(tower, tokenizer, phrases, n_classes, cfg, None)
-        report.validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length)
+        report.validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length, inflect)
         logger.info("held-out synonyms: %s", report.validation)
         reset_head(tower, cfg.seed)
-    phrases = build_phrases(rows)
+    phrases = augment_phrases(build_phrases(rows), inflect)
     report.n_phrases = len(phrases)
     report.final_loss = fit_once(tower, tokenizer, phrases, n_classes, cfg, on_epoch)
     return report
+
+
+def plural_inflector() -> Callable[[str], Optional[str]]:
+    from zsclip_train.morph import analyzer, plural_phrase
+
+    analyzer()  # fail early when pymorphy3 is missing
+    return plural_phrase
 
 
 def fit_once(tower, tokenizer, phrases: List[Phrase], n_classes: int, cfg: AlignConfig, on_epoch) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from zsclip.errors import ConfigError
 
@@ -81,6 +81,25 @@ def build_phrases(rows: Sequence[LabelRow], holdout: Set[Tuple[int, str]] = froz
         for hypernym in row.hypernyms:
             covers.setdefault(hypernym, set()).add(row.index)
     return [Phrase(text, tuple(sorted(classes)), text in names) for text, classes in sorted(covers.items())]
+
+
+def augment_phrases(phrases: Sequence[Phrase], inflect: Optional[Callable[[str], Optional[str]]]) -> List[Phrase]:
+    """`phrases` plus each one's inflected form (`inflect` -> None: none) with the same classes.
+
+    A form that is already a phrase of its own is left out (that phrase keeps its own target); forms
+    shared by several phrases cover the union of their classes."""
+    if inflect is None:
+        return list(phrases)
+    existing = {p.text for p in phrases}
+    extra: Dict[str, Tuple[Set[int], bool]] = {}
+    for phrase in phrases:
+        form = inflect(phrase.text)
+        if not form or form in existing:
+            continue
+        classes, is_name = extra.setdefault(form, (set(), False))
+        classes.update(phrase.classes)
+        extra[form] = (classes, is_name or phrase.is_name)
+    return list(phrases) + [Phrase(text, tuple(sorted(c)), n) for text, (c, n) in sorted(extra.items())]
 
 
 def synonym_holdout(rows: Sequence[LabelRow]) -> Set[Tuple[int, str]]:
