@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from zsclip.atomic import atomic_open
 from zsclip.classifier import ZeroShotModel, normalize_rows
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
@@ -112,14 +112,8 @@ def save_embeddings(path: Path, emb: Embeddings) -> None:
     }
     if emb.meta["norm"] != "l2":
         arrays[f"image_embeds_{emb.meta['norm']}"] = emb.scoring_embeds
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
 
 def load_embeddings(path: Path) -> Embeddings:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from zsclip.atomic import atomic_open
 from zsclip.classifier import ZeroShotModel, normalize_rows
 from zsclip.datadir import list_images, read_classes
 from zsclip.errors import ConfigError, InputDataError
@@ -191,15 +190,9 @@ def label_images(
 
 def write_labels_csv(path: Path, rows: List[ImageLabel], classes: Tuple[str, ...]) -> None:
     """labels.csv, written atomically (UTF-8, header `CSV_FIELDS`, problems marked 1)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_FIELDS)
-            for r in rows:
-                writer.writerow([r.path.name, r.label, classes[r.label], f"{r.confidence:.4f}", r.zero_shot, r.knn,
-                                 r.kmeans, int(r.problem), r.reason or ("disagree" if r.problem else "")])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        for r in rows:
+            writer.writerow([r.path.name, r.label, classes[r.label], f"{r.confidence:.4f}", r.zero_shot, r.knn,
+                             r.kmeans, int(r.problem), r.reason or ("disagree" if r.problem else "")])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsclip.atomic import atomic_open
 from zsclip.classifier import ZeroShotModel, correct_prior
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
@@ -96,17 +96,8 @@ def write_json_atomic(path: Path, data: object) -> None:
     File names that are not valid UTF-8 reach Python as lone surrogates; they are written as
     backslash escapes instead of failing the whole run.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            json.dump(data, handle, ensure_ascii=False, sort_keys=True, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(Path(path), "w", encoding="utf-8", errors="backslashreplace") as handle:
+        json.dump(data, handle, ensure_ascii=False, sort_keys=True, indent=1)
 
 
 def decoded_batches(
