@@ -81,11 +81,17 @@ def predict_main(
     bar: dict = {}
 
     def on_start(total: int) -> None:
+        if quiet:  # -q: errors and warnings about the data only, no progress bar
+            return
         bar["bar"] = click.progressbar(length=total, label="predicting", file=sys.stderr, show_pos=True)
         bar["bar"].__enter__()
 
+    def on_progress(n: int) -> None:
+        if "bar" in bar:
+            bar["bar"].update(n)
+
     try:
-        report = predict_dir(cfg, on_progress=lambda n: bar["bar"].update(n), on_start=on_start)
+        report = predict_dir(cfg, on_progress=on_progress, on_start=on_start)
     finally:
         if "bar" in bar:
             bar["bar"].__exit__(None, None, None)

@@ -23,6 +23,18 @@ def test_predict_end_to_end_is_correct_and_strict_valid(tiny_model_dir, data_dir
     assert pred == gt
 
 
+def test_quiet_prints_nothing_but_warnings(tiny_model_dir, data_dir, tmp_path):
+    root, gt = data_dir
+    args = [str(root), str(tmp_path / "out.json"), "--model", str(tiny_model_dir), "--decode-workers", "1"]
+    loud = CliRunner().invoke(predict_main, args)
+    assert loud.exit_code == 0 and "predicting" in loud.output and "images in 1 dataset" in loud.output
+    quiet = CliRunner().invoke(predict_main, [*args, "-q"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+    (root / "colours" / "img" / "broken.jpg").write_bytes(b"not an image")
+    warned = CliRunner().invoke(predict_main, [*args, "-q"])
+    assert warned.exit_code == 0 and "broken.jpg" in warned.output and "predicting" not in warned.output
+
+
 def test_undecodable_image_gets_a_guess_and_a_warning(tiny_model_dir, data_dir, tmp_path):
     root, gt = data_dir
     (root / "colours" / "img" / "broken.jpg").write_bytes(b"<html>not an image</html>")

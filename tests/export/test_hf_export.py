@@ -162,18 +162,22 @@ def sources(tmp_path_factory):
             "two-tower": build_two_tower(root / "two", clip)}
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def write_images(folder):
     """Six distinct pictures (colours with stripes): random-noise images all look alike to a random model."""
     from PIL import Image
 
-    folder = tmp_path_factory.mktemp("images")
+    folder.mkdir(parents=True, exist_ok=True)
     colours = [(220, 20, 20), (20, 200, 30), (25, 30, 210), (240, 240, 240), (10, 10, 10), (240, 200, 20)]
     for i, colour in enumerate(colours):
         array = np.zeros((48, 40, 3), np.uint8) + np.array(colour, np.uint8)
         array[:: i + 2] = 255 - array[:: i + 2]
         Image.fromarray(array).save(folder / f"{i}.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="module")
