@@ -78,23 +78,11 @@ def predict_main(
         threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
         support_dir=support_dir, decode_workers=decode_workers,
     )
-    bar: dict = {}
-
-    def on_start(total: int) -> None:
-        if quiet:  # -q: errors and warnings about the data only, no progress bar
-            return
-        bar["bar"] = click.progressbar(length=total, label="predicting", file=sys.stderr, show_pos=True)
-        bar["bar"].__enter__()
-
-    def on_progress(n: int) -> None:
-        if "bar" in bar:
-            bar["bar"].update(n)
-
+    on_start, on_progress, close = progress_callbacks("predicting", enabled=not quiet)
     try:
         report = predict_dir(cfg, on_progress=on_progress, on_start=on_start)
     finally:
-        if "bar" in bar:
-            bar["bar"].__exit__(None, None, None)
+        close()
     if report.failed:
         click.echo(f"warning: {len(report.failed)} undecodable image(s) got a fallback class "
                    f"(first: {report.failed[0][0]})", err=True)
@@ -148,19 +136,24 @@ def eval_main(
     click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")
 
 
-def progress_callbacks(label: str) -> tuple:
-    """(on_start, on_progress, close) driving one stderr progress bar."""
+def progress_callbacks(label: str, enabled: bool = True) -> tuple:
+    """(on_start, on_progress, close) driving one stderr progress bar; no bar when not `enabled` (-q)."""
     bar: dict = {}
 
     def on_start(total: int) -> None:
-        bar["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-        bar["bar"].__enter__()
+        if enabled:
+            bar["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar["bar"].__enter__()
+
+    def on_progress(n: int) -> None:
+        if "bar" in bar:
+            bar["bar"].update(n)
 
     def close() -> None:
         if "bar" in bar:
             bar["bar"].__exit__(None, None, None)
 
-    return on_start, (lambda n: bar["bar"].update(n)), close
+    return on_start, on_progress, close
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -188,7 +181,7 @@ def embed_main(
 
     cfg = EmbedConfig(data_dir=data_dir, out_path=out_path, model_dir=model_dir or default_model_dir(),
                       variant=variant, threads=threads, batch_size=batch_size, strict=strict)
-    on_start, on_progress, close = progress_callbacks("embedding")
+    on_start, on_progress, close = progress_callbacks("embedding", enabled=not quiet)
     try:
         emb = embed_dir(cfg, on_progress=on_progress, on_start=on_start)
     finally:
@@ -232,7 +225,7 @@ def label_main(
     cfg = LabelConfig(img_dir=img_dir, classes_path=classes_path, out_path=out_path, review_dir=review_dir,
                       model_dir=model_dir or default_model_dir(), variant=variant, threads=threads,
                       batch_size=batch_size, strict=strict)
-    on_start, on_progress, close = progress_callbacks("labelling")
+    on_start, on_progress, close = progress_callbacks("labelling", enabled=not quiet)
     try:
         rows, _ = label_images(cfg, on_progress=on_progress, on_start=on_start)
     finally:
