@@ -33,6 +33,7 @@ def main(
     """Build a submission archive: setup.sh, predict.sh, the model dir and every wheel it needs."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="zsclip-bundle: %(message)s",
                         stream=sys.stderr)
+    from zsclip.cli import exit_interrupted
     from zsclip.errors import ZsclipError
 
     from zsclip_bundle.build import BundleConfig, build_bundle
@@ -48,6 +49,10 @@ def main(
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        exit_interrupted()
     click.echo(report.format_breakdown())
     click.echo(f"wrote {report.out_path} ({report.size / 1024 / 1024:.1f} MB) for Python {cfg.python_version} "
                f"{'/'.join(cfg.platforms)}")

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from zsclip.errors import InputDataError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where Linux reports it (/proc), else set and restored."""
@@ -29,9 +31,15 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
 
     The file gets the permissions a plain `open()` would give it (0666 minus the umask), not
     mkstemp's private 0600, so other users and tools can read the result as usual.
+
+    Raises:
+        InputDataError: the file cannot be created or written (read-only file system, disk full, ...).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.resolve().parent))
+    except OSError as exc:
+        raise InputDataError(f"cannot write {path} ({exc.strerror or exc})") from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **open_kwargs) as handle:
@@ -39,6 +47,9 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputDataError(f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from zsclip.errors import ZsclipError
+from zsclip.errors import InputDataError, ZsclipError
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:
@@ -18,8 +18,28 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="zsclip: %(levelname)s: %(message)s", stream=sys.stderr)
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, also when an extension module's import turned it into an ImportError (onnxruntime does)."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 10:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return False
+
+
+def exit_interrupted() -> None:
+    """One stderr line and exit 130; the atomic writers leave no partial output behind."""
+    click.echo("interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback)."""
+    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback); Ctrl-C exits 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,6 +51,10 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except (KeyboardInterrupt, ImportError) as exc:
+            if debug or not is_interrupt(exc):
+                raise
+            exit_interrupted()
 
     return wrapper
 
@@ -98,7 +122,7 @@ def predict_main(
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="The data dir, for class names and counts (default: next to GT_JSON under datasets/).")
 @click.option("--per-class", is_flag=True, help="Print accuracy for every class.")
-@click.option("--worst", type=int, default=10, show_default=True, help="Print the N worst classes.")
+@click.option("--worst", type=click.IntRange(min=0), default=10, show_default=True, help="Print the N worst classes.")
 @click.option("--confusion", type=click.Path(path_type=Path), default=None,
               help="Write a confusion-matrix PNG per dataset (PATH, or PATH with the dataset name inserted).")
 @click.option("--no-strict", is_flag=True, help="Score even when images or datasets are missing.")
@@ -115,6 +139,8 @@ def eval_main(
 
     gt = read_labels(gt_json, "ground truth")
     pred = read_labels(out_json, "predictions")
+    if data_dir is not None and not data_dir.is_dir():
+        raise InputDataError(f"--data {data_dir} does not exist or is not a directory")
     data_dir = data_dir or (gt_json.parent / "datasets")
     names = {d.name: d.classes for d in find_datasets(data_dir)} if data_dir.is_dir() else {}
     report = evaluate(gt, pred, strict=not no_strict, n_classes={k: len(v) for k, v in names.items()})

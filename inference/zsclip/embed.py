@@ -61,8 +61,10 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.chunk_images < 1:
             raise ConfigError("batch_size and chunk_images must be >= 1")
-        if self.threads < 0 or self.decode_workers < 0:
-            raise ConfigError("threads and decode_workers must be >= 0")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
 
 
 @dataclass(frozen=True)

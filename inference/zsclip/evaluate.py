@@ -119,7 +119,11 @@ def worst_classes(score: DatasetScore, k: int = 10) -> List[Tuple[int, float, in
 
 
 def render_confusion_png(score: DatasetScore, path: Path, class_names: Optional[Sequence[str]] = None) -> None:
-    """Save a row-normalised confusion matrix as a PNG (pillow only)."""
+    """Save a row-normalised confusion matrix as a PNG (pillow only).
+
+    Raises:
+        InputDataError: `path` cannot be written (missing folder, read-only, a directory).
+    """
     from PIL import Image, ImageDraw
 
     matrix = score.confusion if score.confusion is not None else np.zeros((1, 1))
@@ -139,4 +143,7 @@ def render_confusion_png(score: DatasetScore, path: Path, class_names: Optional[
             )
         if class_names and cell >= 8:
             draw.text((2, margin + i * cell), str(class_names[i])[:24], fill="black")
-    image.save(path)
+    try:
+        image.save(path, format="PNG")
+    except OSError as exc:
+        raise InputDataError(f"cannot write the confusion matrix {path} ({exc.strerror or exc})") from None

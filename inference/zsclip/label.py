@@ -142,9 +142,15 @@ def label_images(
     from zsclip.predict import check_out_path
 
     check_out_path(Path(cfg.out_path))
+    if cfg.review_dir is not None:
+        from zsclip.review import prepare_review_dir
+
+        prepare_review_dir(Path(cfg.review_dir))
     img_dir = Path(cfg.img_dir)
     if not img_dir.is_dir():
         raise InputDataError(f"image folder {img_dir} does not exist or is not a directory")
+    if (img_dir / "img").is_dir():
+        raise InputDataError(f"{img_dir} is a dataset folder, not an image folder: pass {img_dir / 'img'}")
     classes = read_classes(Path(cfg.classes_path))
     paths = list(list_images(img_dir))
     if not paths:

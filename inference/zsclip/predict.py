@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,8 +49,10 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.threads < 0 or self.decode_workers < 0:
-            raise ConfigError("threads and decode_workers must be >= 0")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
         if self.prior_correction is not None and not 0.0 <= self.prior_correction <= 1.0:
             raise ConfigError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
 
@@ -75,11 +78,17 @@ def check_out_path(out_path: Path) -> None:
     """
     parent = out_path.resolve().parent
     if out_path.is_dir():
-        raise InputDataError(f"output path {out_path} is a directory; give a file name like out.json")
+        raise InputDataError(f"output path {out_path} is a directory; give a file name inside it")
     if not parent.is_dir():
         raise InputDataError(f"output folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InputDataError(f"output folder {parent} is not writable")
+    try:  # os.access says yes to root on a read-only file system: try for real
+        fd, probe = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".probe", dir=str(parent))
+    except OSError as exc:
+        raise InputDataError(f"output folder {parent} is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def available_cpus() -> int:

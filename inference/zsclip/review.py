@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Sequence
 
+from zsclip.errors import InputDataError
 from zsclip.preprocess import ImageDecodeError, load_image
 
 if TYPE_CHECKING:
@@ -63,13 +64,38 @@ def embed_json(data: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def prepare_review_dir(review_dir: Path) -> Path:
+    """Create `review_dir/thumbs` (before any work is done); returns it.
+
+    Raises:
+        InputDataError: the folder cannot be created or written (a file in the way, read-only, ...).
+    """
+    thumbs_dir = Path(review_dir) / "thumbs"
+    try:
+        thumbs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputDataError(f"review folder {review_dir}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(thumbs_dir, os.W_OK):
+        raise InputDataError(f"review folder {review_dir} is not writable")
+    return thumbs_dir
+
+
 def write_review(
     review_dir: Path, rows: Sequence[ImageLabel], classes: Sequence[str]
 ) -> Path:
-    """Write the review page and its thumbnails; returns index.html."""
-    review_dir = Path(review_dir)
-    thumbs_dir = review_dir / "thumbs"
-    thumbs_dir.mkdir(parents=True, exist_ok=True)
+    """Write the review page and its thumbnails; returns index.html.
+
+    Raises:
+        InputDataError: the folder cannot be created or written.
+    """
+    try:
+        return write_review_files(Path(review_dir), rows, classes)
+    except OSError as exc:
+        raise InputDataError(f"review folder {review_dir}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_review_files(review_dir: Path, rows: Sequence[ImageLabel], classes: Sequence[str]) -> Path:
+    thumbs_dir = prepare_review_dir(review_dir)
     thumbs: Dict[int, str] = {}
     for i, row in enumerate(rows):
         name = f"{i:06d}.jpg"  # never the original file name: it may hold anything

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
 import click
+from zsclip.cli import exit_interrupted, is_interrupt
 from zsclip.errors import ZsclipError
 
 
@@ -39,6 +40,10 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except (KeyboardInterrupt, ImportError) as exc:
+            if debug or not is_interrupt(exc):
+                raise
+            exit_interrupted()
 
     return wrapper
 
