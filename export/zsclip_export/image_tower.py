@@ -78,4 +78,6 @@ class ConceptImageTower(nn.Module):
     @property
     def prototypes(self) -> torch.Tensor:
         """The classifier's weight rows [1000, 1280]: the image-side class prototypes."""
-        return self.backbone._fc.weight.detach()
+        fc = self.backbone._fc
+        assert isinstance(fc, nn.Linear), type(fc)
+        return fc.weight.detach()

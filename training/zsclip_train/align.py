@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from zsclip.errors import ConfigError
 
 from zsclip_train.labels import LabelRow, Phrase, augment_phrases, build_phrases, synonym_holdout
@@ -179,7 +180,7 @@ def fit_once(tower, tokenizer, phrases: List[Phrase], n_classes: int, cfg: Align
 def reset_head(tower: NavecTextTower, seed: int) -> None:
     torch.manual_seed(seed)
     for module in list(tower.mlp) + [tower.skip]:
-        if hasattr(module, "reset_parameters"):
+        if isinstance(module, nn.Linear):
             module.reset_parameters()
     with torch.no_grad():
         tower.log_scale.fill_(float(np.log(1 / 0.05)))

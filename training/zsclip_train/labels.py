@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from zsclip.errors import ConfigError
 
@@ -64,7 +64,7 @@ def split_list(cell: str) -> Tuple[str, ...]:
     return tuple(part.strip().lower().replace("ё", "е") for part in cell.split(";") if part.strip())
 
 
-def build_phrases(rows: Sequence[LabelRow], holdout: Set[Tuple[int, str]] = frozenset()) -> List[Phrase]:
+def build_phrases(rows: Sequence[LabelRow], holdout: AbstractSet[Tuple[int, str]] = frozenset()) -> List[Phrase]:
     """Every distinct name and hypernym with the classes it covers.
 
     A name covers its class; a hypernym covers every class whose chain holds it (it is pulled

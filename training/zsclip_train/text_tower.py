@@ -29,6 +29,14 @@ class NavecTextTower(nn.Module):
         temperature: initial softmax temperature over prototypes (learned).
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    vectors: torch.Tensor
+    token_row: torch.Tensor
+    token_weight: torch.Tensor
+    token_is_piece: torch.Tensor
+    token_piece_ok: torch.Tensor
+    prototypes: torch.Tensor
+
     def __init__(
         self,
         vectors: np.ndarray,
