@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from zsclip.errors import InputDataError
+
 from zsclip_bench.stages import STAGES
 
 COLOURS = {
@@ -15,7 +17,11 @@ ROW, LABEL_W, BAR_W, MARGIN = 22, 260, 520, 12
 
 
 def render_chart(report: Mapping[str, Any], path: Path) -> None:
-    """Horizontal stacked bars (decode, preprocess, image, score, json, other) with a legend."""
+    """Horizontal stacked bars (decode, preprocess, image, score, json, other) with a legend.
+
+    Raises:
+        InputDataError: `path` cannot be written.
+    """
     from PIL import Image, ImageDraw
 
     results = report["results"]
@@ -41,4 +47,7 @@ def render_chart(report: Mapping[str, Any], path: Path) -> None:
         draw.rectangle([x, legend_y, x + 10, legend_y + 10], fill=COLOURS[part])
         draw.text((x + 14, legend_y), part, fill="black")
         x += 14 + 8 * len(part) + 12
-    image.save(path)
+    try:
+        image.save(path, format="PNG")
+    except OSError as exc:
+        raise InputDataError(f"cannot write the chart {path} ({exc.strerror or exc})") from None

@@ -80,7 +80,7 @@ def main(
     if data_dir is not None and synthetic is not None:
         raise ConfigError("give --data DIR or --synthetic N, not both")
     cfg = BenchConfig(
-        model_dirs=model_dirs or (default_model_dir(),), data_dir=data_dir, synthetic=synthetic or CONTEST_IMAGES,
+        model_dirs=model_dirs or (default_model_dir(),), data_dir=data_dir, synthetic=CONTEST_IMAGES if synthetic is None else synthetic,
         seed=seed, gt_path=gt_path, variants=variants, threads=parse_threads(threads), baseline=baseline,
         repeats=repeats, warmup_batches=warmup_batches, batch_size=batch_size, limit=limit, budget_s=budget_s,
         budget_images=budget_images, pass_fraction=pass_fraction, json_out=json_out, chart_out=chart_out,

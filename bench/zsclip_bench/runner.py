@@ -127,10 +127,15 @@ def run_bench(cfg: BenchConfig, on_progress: Optional[Progress] = None, run_job:
 
     Raises:
         ModelDirError: a model dir is invalid or lacks a requested variant.
-        InputDataError: the data dir or gt.json is unusable.
+        InputDataError: the data dir, gt.json, --json or --chart path is unusable.
     """
+    from zsclip.predict import check_out_path
+
     from zsclip_bench.worker import run_job_in_subprocess
 
+    for out in (cfg.json_out, cfg.chart_out):  # fail before minutes of measuring, not after
+        if out:
+            check_out_path(Path(out))
     run_job = run_job or run_job_in_subprocess
     started = datetime.datetime.now(datetime.timezone.utc)
     models = [describe_model(Path(d)) for d in cfg.model_dirs]

@@ -51,3 +51,29 @@ def test_end_to_end(tiny_model_dir: Path, data_dir: tuple, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "| tiny-rgb | int8 | 1 |" in result.output
     assert json.loads(out.read_text(encoding="utf-8"))["results"][0]["variant"] == "int8"
+
+
+def test_synthetic_zero_is_an_error_not_the_default(tiny_model_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "--synthetic", "0"])
+    assert result.exit_code == 1 and "synthetic image count must be >= 1, got 0" in result.output
+
+
+@pytest.mark.parametrize("option", ["--json", "--chart"])
+def test_unwritable_outputs_fail_before_measuring(option: str, tiny_model_dir: Path, data_dir: tuple,
+                                                  tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "out"
+    result = CliRunner().invoke(main, [
+        "--model", str(tiny_model_dir), "--data", str(data_dir[0]), "--threads", "1", "--repeats", "1",
+        option, str(target),
+    ])
+    assert result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ") and "[1/" not in result.output
+    assert str(target.parent) in result.output
+
+
+def test_chart_write_failure_is_a_user_error(tmp_path: Path) -> None:
+    from zsclip.errors import InputDataError
+    from zsclip_bench.chart import render_chart
+
+    with pytest.raises(InputDataError, match="cannot write the chart"):
+        render_chart({"results": []}, tmp_path)
