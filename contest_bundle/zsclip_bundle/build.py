@@ -152,12 +152,14 @@ def build_bundle(cfg: BundleConfig) -> BundleReport:
 
     Raises:
         ModelDirError: the model dir is missing, incomplete or corrupt.
-        BundleError: the archive would be too large, or the output path is unusable.
+        BundleError: the archive would be too large.
+        InputDataError: the output path is unusable.
         WheelError: a wheel could not be built or downloaded for the target.
     """
+    from zsclip.predict import check_out_path
+
     out_path = Path(cfg.out_path)
-    if not out_path.resolve().parent.is_dir():
-        raise BundleError(f"output folder {out_path.resolve().parent} does not exist")
+    check_out_path(out_path)  # before minutes of wheel downloads: a directory, missing or read-only folder
     source_dir = cfg.source_dir or find_source_dir()
     with tempfile.TemporaryDirectory(prefix="zsclip-bundle-") as tmp:
         stage = Path(tmp) / "bundle"

@@ -137,6 +137,20 @@ def test_bundle_refuses_a_bad_model_dir_before_downloading(tmp_path: Path) -> No
     assert result.stderr.startswith("error:") and "no_model" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_bundle_refuses_a_directory_as_out_before_downloading(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zsclip_bundle.build as build
+    from zsclip.errors import InputDataError
+
+    def no_download(*args: object) -> None:
+        raise AssertionError("wheels were collected before the output path was checked")
+
+    monkeypatch.setattr(build, "collect_wheels", no_download)
+    with pytest.raises(InputDataError, match="is a directory"):
+        build.build_bundle(build.BundleConfig(model_dir=tiny_model_dir, out_path=tmp_path, offline=True))
+
+
 def test_builder_help_is_instant() -> None:
     result = run_builder("--help")
     assert result.returncode == 0 and "--platform" in result.stdout
