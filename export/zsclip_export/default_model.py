@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from zsclip import __version__
-from zsclip.errors import ConfigError, ModelDirError
+from zsclip.errors import ConfigError, InputDataError, ModelDirError
 from zsclip.manifest import (
     EmbeddingConfig,
     IOConfig,
@@ -118,6 +118,30 @@ def is_up_to_date(cfg: ExportConfig) -> bool:
     return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants)
 
 
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Check `out_dir` before any work and create its parent; returns the empty temporary build folder.
+
+    `out_dir` may be missing, empty or a model dir (zsclip.json): anything else would be swapped out
+    and deleted by `replace_dir`, so it is refused.
+
+    Raises:
+        InputDataError: `out_dir` is a file or a folder with other content, or its parent is not writable.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputDataError(f"--out {out_dir} is a file; give a folder for the model dir")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "zsclip.json").is_file():
+        raise InputDataError(f"--out {out_dir} is a non-empty folder, not a model dir; it would be replaced: "
+                             "give a new folder name")
+    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise InputDataError(f"--out {out_dir}: cannot write in {out_dir.parent} ({exc.strerror or exc})") from None
+    return work
+
+
 def replace_dir(built: Path, target: Path) -> None:
     """Move `built` into place; an existing `target` is swapped out first and removed after."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +157,7 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
 
     Raises:
         ConfigError: missing packages or bad options.
+        InputDataError: unusable `out_dir` (see `prepare_out_dir`).
         ExportMismatchError: ONNX differs from PyTorch (unless allow_mismatch).
     """
     started = time.perf_counter()
@@ -140,10 +165,7 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
     if not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir)):
         return ExportReport(out_dir, skipped=True)
     step = on_step or (lambda message: logger.info("%s", message))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = prepare_out_dir(out_dir)
     try:
         from zsclip_export.default_build import build_into
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import shutil
 import time
@@ -231,18 +230,16 @@ def export_hf_model(cfg: HfExportConfig, on_step: Optional[Callable[[str], None]
 
     Raises:
         ConfigError: unreadable source, unsupported family or preprocessing, no gate images.
+        InputDataError: unusable `out_dir` (a file, a folder that is not a model dir, read-only).
         ExportMismatchError: ONNX or tokenizer differs from the source (unless allow_mismatch).
         QuantizationMismatchError: INT8 fails the gate (unless force); nothing is written.
     """
-    from zsclip_export.default_model import replace_dir
+    from zsclip_export.default_model import prepare_out_dir, replace_dir
 
     started = time.perf_counter()
     step = on_step or (lambda message: logger.info("%s", message))
     out_dir = Path(cfg.out_dir).expanduser()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = prepare_out_dir(out_dir)
     try:
         torch.manual_seed(0)
         np.random.seed(0)

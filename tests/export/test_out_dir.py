@@ -1,0 +1,45 @@
+"""`zsclip-export --out` never swaps out and deletes a file or a folder that is not a model dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from zsclip.errors import InputDataError
+
+pytest.importorskip("torch")
+from zsclip_export.cli import main  # noqa: E402
+from zsclip_export.default_model import prepare_out_dir  # noqa: E402
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_export_refuses_to_replace_user_data(tmp_path: Path, what: str) -> None:
+    target = tmp_path / "target"
+    if what == "file":
+        target.write_text("precious", encoding="utf-8")
+    else:
+        target.mkdir()
+        (target / "photo.jpg").write_text("precious", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--out", str(target)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --out ") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
+    kept = target if what == "file" else target / "photo.jpg"
+    assert kept.read_text(encoding="utf-8") == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]  # no build folder left
+
+
+def test_out_dir_may_be_missing_empty_or_a_model_dir(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "zsclip.json").write_text("{}", encoding="utf-8")
+    for name in ("new", "empty", "model"):
+        work = prepare_out_dir(tmp_path / name)
+        assert work.is_dir() and not any(work.iterdir())
+
+
+def test_unwritable_parent_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(InputDataError, match="cannot write"):
+        prepare_out_dir(tmp_path / "file" / "model")
