@@ -173,6 +173,9 @@ def training_rows(emb: Embeddings, labels: Dict, dataset: Optional[str]) -> Tupl
         InputDataError: ambiguous or unknown dataset, no labelled image, or a label out of range.
     """
     names = [n for n in emb.dataset_names() if n in labels]
+    if not names:
+        raise InputDataError(f"no dataset is both embedded ({list(emb.dataset_names())}) and labelled "
+                             f"({sorted(labels)}): are the embeddings and labels of the same data?")
     if dataset is None:
         if len(names) != 1:
             raise InputDataError(f"the labelled data has datasets {names}; choose one with --dataset")
@@ -310,12 +313,24 @@ def probe_manifest(source: ModelManifest, variants: Dict[str, Variant], dataset:
     )
 
 
-def write_probe_dir(cfg: ProbeConfig, source: ZeroShotModel, dataset: str, classes: Tuple[str, ...],
-                    head: LinearHead, n_train: int) -> Path:
-    """Build the model dir in a temporary folder, check it, then rename it into place."""
+def check_probe_out(cfg: ProbeConfig) -> Path:
+    """`cfg.out_dir`, when it may be written: missing, or an existing folder with `force`.
+
+    Raises:
+        InputDataError: it exists without `force`, or it is a file.
+    """
     out = Path(cfg.out_dir)
     if out.exists() and not cfg.force:
         raise InputDataError(f"{out} exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise InputDataError(f"{out} is a file; give a folder for the probe model dir")
+    return out
+
+
+def write_probe_dir(cfg: ProbeConfig, source: ZeroShotModel, dataset: str, classes: Tuple[str, ...],
+                    head: LinearHead, n_train: int) -> Path:
+    """Build the model dir in a temporary folder, check it, then rename it into place."""
+    out = check_probe_out(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=str(out.parent)))
     try:
@@ -364,6 +379,7 @@ def train_probe(cfg: ProbeConfig) -> Tuple[Path, LinearHead]:
     Raises:
         InputDataError: bad data, labels or embeddings file; ModelDirError: bad source model.
     """
+    check_probe_out(cfg)  # before the encoding and the fit
     data_dir, labels_path = locate_labelled(cfg)
     try:
         labels = json.loads(labels_path.read_text(encoding="utf-8"))
