@@ -175,3 +175,11 @@ def test_cli_help_and_bad_input(tmp_path):
 def test_cli_import_is_light():
     code = "import sys, zsclip_train.cli; assert 'torch' not in sys.modules and 'PIL' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_file_that_is_not_json_lines_is_an_error_not_an_empty_success(tmp_path: Path) -> None:
+    wrong = tmp_path / "gt.json"
+    wrong.write_text(json.dumps({"sample": {"a": 0, "b": 1}}, indent=1), encoding="utf-8")
+    result = CliRunner().invoke(main, ["download", "--images", str(wrong), "--out", str(tmp_path / "shards"), "-q"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith(f"error: {wrong}: no line is")

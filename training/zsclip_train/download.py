@@ -170,11 +170,16 @@ def fetch_one(image_id: str, url: str, cfg: DownloadConfig) -> Tuple[str, str, b
 
 
 def iter_records(path: Path, cfg: DownloadConfig, bad: Counter) -> Iterator[Tuple[str, str]]:
-    """(image id, url) of this part's lines of images.json; malformed lines are counted and warned about."""
+    """(image id, url) of this part's lines of images.json; malformed lines are counted and warned about.
+
+    Raises:
+        InputDataError: unreadable file, or not one line of it is a record (not a JSON-lines catalogue).
+    """
     try:
         handle = open(path, encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputDataError(f"cannot read {path}: {exc}") from None
+    good = 0
     with handle:
         for number, line in enumerate(handle):
             if number % cfg.parts != cfg.part or not line.strip():
@@ -186,7 +191,11 @@ def iter_records(path: Path, cfg: DownloadConfig, bad: Counter) -> Iterator[Tupl
                 bad["bad_record"] += 1
                 logger.warning("%s:%d: not a {\"image\", \"url\"} JSON line, skipped", path, number + 1)
                 continue
+            good += 1
             yield image_id, url
+    if bad["bad_record"] and not good:
+        raise InputDataError(f"{path}: no line is an {{\"image\": ..., \"url\": ...}} record; "
+                             "--images takes images.json in JSON lines")
 
 
 def load_done(out_dir: Path, retry_failed: bool) -> Set[str]:
