@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
@@ -31,11 +32,13 @@ def read_classes(path: Path) -> Tuple[str, ...]:
         InputDataError: unreadable, invalid JSON, not a list, empty, or a non-string entry.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputDataError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise InputDataError(f"{path}: invalid JSON ({exc})") from None
+        hint = "; JSON allows no trailing comma" if re.search(r",\s*[\]}]", text) else ""
+        raise InputDataError(f"{path}: invalid JSON ({exc}{hint})") from None
     if not isinstance(data, list):
         raise InputDataError(f"{path}: must be a JSON list of class names, got {type(data).__name__}")
     if not data:
@@ -84,7 +87,10 @@ def find_datasets(data_dir: Path) -> List[Dataset]:
         if not classes_path.is_file() or not img_dir.is_dir():
             logger.warning("skipping %s: it needs classes.json and img/", folder)
             continue
-        datasets.append(Dataset(folder.name, read_classes(classes_path), list_images(img_dir)))
+        images = list_images(img_dir)
+        if not images:
+            logger.warning("dataset %s: %s holds no image; it gets no predictions", folder.name, img_dir)
+        datasets.append(Dataset(folder.name, read_classes(classes_path), images))
     if not datasets:
         raise InputDataError(f"no dataset (a folder with classes.json + img/) found in {data_dir}")
     return datasets

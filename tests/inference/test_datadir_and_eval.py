@@ -18,6 +18,23 @@ def test_broken_classes_json_is_one_clear_error(tmp_path, content, message):
     assert str(path) in str(info.value)
 
 
+def test_trailing_comma_is_named_and_a_bom_is_fine(tmp_path):
+    path = tmp_path / "classes.json"
+    path.write_bytes('\ufeff["кот", "пес",\n]'.encode("utf-8"))
+    with pytest.raises(InputDataError, match="trailing comma"):
+        read_classes(path)
+    path.write_bytes('\ufeff["кот", "пес"]'.encode("utf-8"))
+    assert read_classes(path) == ("кот", "пес")
+
+
+def test_empty_img_folder_warns(data_dir, caplog):
+    root, _ = data_dir
+    for image in (root / "colours" / "img").iterdir():
+        image.unlink()
+    assert find_datasets(root)[0].images == ()
+    assert "colours" in caplog.text and "holds no image" in caplog.text
+
+
 def test_duplicate_classes_warn_but_keep_indices(tmp_path, caplog):
     path = tmp_path / "classes.json"
     path.write_text(json.dumps(["кот", "Кот", "пес"], ensure_ascii=False), encoding="utf-8")
