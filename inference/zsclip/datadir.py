@@ -92,5 +92,18 @@ def find_datasets(data_dir: Path) -> List[Dataset]:
             logger.warning("dataset %s: %s holds no image; it gets no predictions", folder.name, img_dir)
         datasets.append(Dataset(folder.name, read_classes(classes_path), images))
     if not datasets:
-        raise InputDataError(f"no dataset (a folder with classes.json + img/) found in {data_dir}")
+        raise InputDataError(f"no dataset (a folder with classes.json + img/) found in {data_dir}{layout_hint(data_dir)}")
     return datasets
+
+
+def layout_hint(data_dir: Path) -> str:
+    """"; did you mean X?" when X, one level up or down, is a data dir (the usual slip), else ""."""
+    if (data_dir.parent / "classes.json").is_file():  # given DATASET/img
+        return f"; did you mean {data_dir.parent}?"
+    try:
+        for child in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if any((grandchild / "classes.json").is_file() for grandchild in child.iterdir() if grandchild.is_dir()):
+                return f"; did you mean {child}?"  # given the folder above DATA_DIR (e.g. with gt.json)
+    except OSError:  # an unreadable sub-folder: no hint
+        pass
+    return ""

@@ -35,6 +35,14 @@ def test_empty_img_folder_warns(data_dir, caplog):
     assert "colours" in caplog.text and "holds no image" in caplog.text
 
 
+def test_a_data_dir_one_level_off_gets_a_hint(data_dir):
+    root, _ = data_dir
+    with pytest.raises(InputDataError, match=f"did you mean {root}\\?"):
+        find_datasets(root.parent)
+    with pytest.raises(InputDataError, match=f"did you mean {root / 'colours'}\\?"):
+        find_datasets(root / "colours" / "img")
+
+
 def test_duplicate_classes_warn_but_keep_indices(tmp_path, caplog):
     path = tmp_path / "classes.json"
     path.write_text(json.dumps(["кот", "Кот", "пес"], ensure_ascii=False), encoding="utf-8")
