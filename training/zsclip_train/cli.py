@@ -40,7 +40,7 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except (KeyboardInterrupt, ImportError) as exc:
+        except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, also when a library wrapped it (ImportError)
             if debug or not is_interrupt(exc):
                 raise
             exit_interrupted()
