@@ -59,8 +59,9 @@ class EmbedConfig:
     chunk_images: int = 512  # images per resumable chunk
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_images < 1:
-            raise ConfigError("batch_size and chunk_images must be >= 1")
+        for name in ("batch_size", "chunk_images"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
         if self.decode_workers < 0:

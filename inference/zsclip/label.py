@@ -56,8 +56,9 @@ class LabelConfig:
     kmeans_iterations: int = 20
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.neighbours < 1 or self.kmeans_iterations < 1:
-            raise ConfigError("batch_size, neighbours and kmeans_iterations must be >= 1")
+        for name in ("batch_size", "neighbours", "kmeans_iterations"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.confident_quantile < 1.0:
             raise ConfigError(f"confident_quantile must be in [0, 1), got {self.confident_quantile}")
 

@@ -154,3 +154,18 @@ def test_ctrl_c_during_predict_is_one_line_exit_130_and_no_out(tiny_model_dir, t
     assert "Traceback" not in err and "Aborted" not in err
     assert err.strip().splitlines()[-1] == "interrupted"
     assert not out.exists() and not list(tmp_path.glob(".out.json.*"))
+
+
+@pytest.mark.parametrize("command", ["embed", "label"])
+def test_batch_size_zero_names_only_the_batch_size(data_dir, tmp_path, command):
+    from zsclip.cli import embed_main
+
+    root, _ = data_dir
+    if command == "embed":
+        result = CliRunner().invoke(embed_main, [str(root), "--out", str(tmp_path / "e.npz"), "--batch-size", "0"])
+    else:
+        result = CliRunner().invoke(label_main, [str(root / "colours" / "img"), "--classes",
+                                                 str(root / "colours" / "classes.json"), "--out",
+                                                 str(tmp_path / "l.csv"), "--batch-size", "0"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: batch_size must be >= 1, got 0"
