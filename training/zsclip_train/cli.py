@@ -10,49 +10,25 @@ The offline default model's text-head recipe (zsclip_train.align) runs inside `z
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
 import click
-from zsclip.cli import exit_interrupted, is_interrupt
-from zsclip.errors import ZsclipError
-
-
-def setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="zsclip-train: %(levelname)s: %(message)s", stream=sys.stderr)
+from zsclip.cli import common_options, setup_logging
+from zsclip.cli import run_guarded as guarded
 
 
 def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Configure logging; turn a ZsclipError into one stderr line and exit code 1 (`--debug`: traceback)."""
+    """zsclip's guard (one `error:` line and exit 1, Ctrl-C exit 130, `--debug` tracebacks) + logging set up
+    from the command's -v/-q before it runs."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = kwargs.pop("debug", False)
-        setup_logging(kwargs.pop("verbose", 0), kwargs.pop("quiet", False))
-        try:
-            return func(*args, **kwargs)
-        except ZsclipError as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, also when a library wrapped it (ImportError)
-            if debug or not is_interrupt(exc):
-                raise
-            exit_interrupted()
+    def configured(*args: Any, verbose: int = 0, quiet: bool = False, **kwargs: Any) -> Any:
+        setup_logging(verbose, quiet, prog="zsclip-train")
+        return func(*args, **kwargs)
 
-    return wrapper
-
-
-def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(func)
-    func = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(func)
-    func = click.option("--debug", is_flag=True, help="Show tracebacks of user errors.")(func)
-    return func
+    return guarded(configured)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
