@@ -16,6 +16,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from test_kill import SLOW_RUNNER as KILL_SLOW_RUNNER
 from zsclip.cli import eval_main, is_interrupt, label_main, predict_main
 
 
@@ -118,18 +119,9 @@ def test_interrupt_wrapped_in_an_import_error_is_still_an_interrupt():
     assert not is_interrupt(ImportError("no module named x"))
 
 
-SLOW_RUNNER = """
-import sys, time
-import zsclip.predict as predict
-real = predict.load_and_preprocess
-def slow(path, cfg):
-    time.sleep(0.01)
-    return real(path, cfg)
-predict.load_and_preprocess = slow
-from zsclip.cli import predict_main
-sys.stderr.write("READY\\n"); sys.stderr.flush()
-predict_main(sys.argv[1:], prog_name="zsclip-predict")
-"""
+# test_kill's slowed-down predict, announcing on stderr when it is about to start
+SLOW_RUNNER = KILL_SLOW_RUNNER.replace(
+    "predict_main(sys.argv", 'sys.stderr.write("READY\\n"); sys.stderr.flush()\npredict_main(sys.argv', 1)
 
 
 def test_ctrl_c_during_predict_is_one_line_exit_130_and_no_out(tiny_model_dir, tmp_path):
