@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Optional, Tuple
 
 import click
+from zsclip.cli import run_guarded
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,34 +27,23 @@ import click
 @click.option("--constraint", "constraints", multiple=True, help="Extra pip constraint, e.g. 'numpy<2'.")
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of user errors.")
+@run_guarded
 def main(
     model_dir: Path, out_path: Path, python_version: Optional[str], platforms: Tuple[str, ...], variant: Optional[str],
     max_size_mb: float, find_links: Tuple[Path, ...], offline: bool, constraints: Tuple[str, ...], verbose: int,
-    debug: bool,
 ) -> None:
     """Build a submission archive: setup.sh, predict.sh, the model dir and every wheel it needs."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="zsclip-bundle: %(message)s",
                         stream=sys.stderr)
-    from zsclip.cli import exit_interrupted
-    from zsclip.errors import ZsclipError
-
     from zsclip_bundle.build import BundleConfig, build_bundle
 
-    try:
-        cfg = BundleConfig(model_dir=model_dir, out_path=out_path, variant=variant, max_size_mb=max_size_mb,
-                           find_links=find_links, offline=offline, constraints=constraints,
-                           **({"python_version": python_version} if python_version else {}),
-                           **({"platforms": platforms} if platforms else {}))
-        report = build_bundle(cfg)
-    except ZsclipError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        exit_interrupted()
+    cfg = BundleConfig(model_dir=model_dir, out_path=out_path, variant=variant, max_size_mb=max_size_mb,
+                       find_links=find_links, offline=offline, constraints=constraints)
+    if python_version:
+        cfg = dataclasses.replace(cfg, python_version=python_version)
+    if platforms:
+        cfg = dataclasses.replace(cfg, platforms=platforms)
+    report = build_bundle(cfg)
     click.echo(report.format_breakdown())
     click.echo(f"wrote {report.out_path} ({report.size / 1024 / 1024:.1f} MB) for Python {cfg.python_version} "
                f"{'/'.join(cfg.platforms)}")
