@@ -190,12 +190,13 @@ def progress_callbacks(label: str, enabled: bool = True) -> tuple:
 @click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
 @click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of recording it.")
 @common_options
 @run_guarded
 def embed_main(
     data_dir: Path, out_path: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
-    batch_size: int, strict: bool, verbose: int, quiet: bool,
+    batch_size: int, strict: bool, verbose: int, quiet: bool, decode_workers: int = 0,
 ) -> None:
     """Save L2-normalised image embeddings (with file stems and dataset names) and class-name embeddings.
 
@@ -206,7 +207,8 @@ def embed_main(
     from zsclip.paths import default_model_dir
 
     cfg = EmbedConfig(data_dir=data_dir, out_path=out_path, model_dir=model_dir or default_model_dir(),
-                      variant=variant, threads=threads, batch_size=batch_size, strict=strict)
+                      variant=variant, threads=threads, batch_size=batch_size, strict=strict,
+                      decode_workers=decode_workers)
     on_start, on_progress, close = progress_callbacks("embedding", enabled=not quiet)
     try:
         emb = embed_dir(cfg, on_progress=on_progress, on_start=on_start)
@@ -231,12 +233,14 @@ def embed_main(
 @click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
 @click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of flagging it.")
 @common_options
 @run_guarded
 def label_main(
     img_dir: Path, classes_path: Path, out_path: Path, review_dir: Optional[Path], model_dir: Optional[Path],
     variant: Optional[str], threads: int, batch_size: int, strict: bool, verbose: int, quiet: bool,
+    decode_workers: int = 0,
 ) -> None:
     """Pseudo-label every image in IMG_DIR: label and confidence per image in a CSV.
 
@@ -250,7 +254,7 @@ def label_main(
 
     cfg = LabelConfig(img_dir=img_dir, classes_path=classes_path, out_path=out_path, review_dir=review_dir,
                       model_dir=model_dir or default_model_dir(), variant=variant, threads=threads,
-                      batch_size=batch_size, strict=strict)
+                      batch_size=batch_size, strict=strict, decode_workers=decode_workers)
     on_start, on_progress, close = progress_callbacks("labelling", enabled=not quiet)
     try:
         rows, _ = label_images(cfg, on_progress=on_progress, on_start=on_start)

@@ -61,6 +61,10 @@ class LabelConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.confident_quantile < 1.0:
             raise ConfigError(f"confident_quantile must be in [0, 1), got {self.confident_quantile}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
 
 
 @dataclass(frozen=True)

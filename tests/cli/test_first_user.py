@@ -108,6 +108,21 @@ def test_negative_threads_name_the_option(tiny_model_dir, data_dir, tmp_path, op
     assert "got -1" in result.output
 
 
+@pytest.mark.parametrize("option, culprit", [("--threads", "threads"), ("--decode-workers", "decode_workers")])
+def test_embed_and_label_name_a_negative_thread_option(tiny_model_dir, data_dir, tmp_path, option, culprit):
+    from zsclip.cli import embed_main
+
+    root, _ = data_dir
+    model = ["--model", str(tiny_model_dir), option, "-1"]
+    embed = CliRunner().invoke(embed_main, [str(root), "--out", str(tmp_path / "e.npz"), *model])
+    label = CliRunner().invoke(label_main, [str(root / "colours" / "img"), "--classes", str(root / "colours" / "classes.json"),
+                                            "--out", str(tmp_path / "l.csv"), *model])
+    for result in (embed, label):
+        assert result.exit_code == 1, result.output
+        one_error_line(result.output, culprit)
+        assert "got -1" in result.output
+
+
 def test_interrupt_wrapped_in_an_import_error_is_still_an_interrupt():
     try:
         try:
