@@ -9,8 +9,9 @@ from typing import Optional, Tuple
 import click
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError
+from zsclip.workers import available_cpus
 
-from zsclip_bench.config import CONTEST_BUDGET_S, CONTEST_IMAGES, usable_cpus
+from zsclip_bench.config import CONTEST_BUDGET_S, CONTEST_IMAGES
 
 
 def parse_threads(text: str) -> Tuple[int, ...]:
@@ -23,7 +24,7 @@ def parse_threads(text: str) -> Tuple[int, ...]:
     for part in text.split(","):
         part = part.strip().lower()
         try:
-            count = usable_cpus() if part == "all" else int(part)
+            count = available_cpus() if part == "all" else int(part)
         except ValueError:
             raise ConfigError(f"--threads {text!r}: give counts like 1,2 or 1,all") from None
         if count < 1:

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
 from zsclip.errors import ConfigError
+from zsclip.workers import available_cpus
 
 BASELINES = ("torch",)
 CONTEST_IMAGES = 1137
 CONTEST_BUDGET_S = 15 * 60.0
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity-aware where the OS tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def default_threads() -> Tuple[int, ...]:
     """1 thread (the contest's worst case) and every usable core."""
-    return tuple(sorted({1, usable_cpus()}))
+    return tuple(sorted({1, available_cpus()}))
 
 
 @dataclass(frozen=True)

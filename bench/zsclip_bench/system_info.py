@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Set
 
-from zsclip_bench.config import usable_cpus
+from zsclip.workers import available_cpus
 
 # ISA extensions that decide INT8/FP32 speed on x86 (VNNI, AMX) and ARM (dotprod, i8mm).
 CPU_FLAGS = (
@@ -49,7 +49,7 @@ def package_version(name: str) -> Optional[str]:
 def collect_system_info() -> Dict[str, Any]:
     """Versions and CPU facts for the bench JSON. Does not import torch (metadata only)."""
     cpu = read_cpuinfo()
-    cpu.update(logical_cpus=os.cpu_count(), usable_cpus=usable_cpus())
+    cpu.update(logical_cpus=os.cpu_count(), usable_cpus=available_cpus())
     from PIL import features
 
     return {

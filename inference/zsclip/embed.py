@@ -36,8 +36,9 @@ from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.manifest import manifest_from_dict, manifest_to_dict
 from zsclip.paths import default_model_dir
-from zsclip.predict import Predictions, available_cpus, check_out_path, decide, decoded_batches
+from zsclip.predict import Predictions, check_out_path, decide, decoded_batches
 from zsclip.session import SessionConfig
+from zsclip.workers import check_worker_counts, decode_pool
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,7 @@ class EmbedConfig:
         for name in ("batch_size", "chunk_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
-        if self.decode_workers < 0:
-            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
+        check_worker_counts(self.threads, self.decode_workers)
 
 
 @dataclass(frozen=True)
@@ -324,7 +322,7 @@ def embed_dir(
     if on_start:
         on_start(sum(len(d.images) for d in datasets))
     writer = ChunkWriter(folder, len(chunks), cfg.chunk_images, done)
-    with ThreadPoolExecutor(max_workers=cfg.decode_workers or available_cpus()) as pool:
+    with decode_pool(cfg.decode_workers) as pool:
         for dataset in datasets:
             encode_dataset(model, dataset, cfg, pool, writer, done, on_progress)
     embeddings = assemble(model, datasets, done, identity)

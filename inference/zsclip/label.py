@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -29,8 +28,9 @@ from zsclip.datadir import list_images, read_classes
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.fewshot import choose_beta, knn_features, log_scores
 from zsclip.paths import default_model_dir
-from zsclip.predict import available_cpus, decoded_batches
+from zsclip.predict import decoded_batches
 from zsclip.session import SessionConfig
+from zsclip.workers import check_worker_counts, decode_pool
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ class LabelConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.confident_quantile < 1.0:
             raise ConfigError(f"confident_quantile must be in [0, 1), got {self.confident_quantile}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
-        if self.decode_workers < 0:
-            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
+        check_worker_counts(self.threads, self.decode_workers)
 
 
 @dataclass(frozen=True)
@@ -166,7 +163,7 @@ def label_images(
     if on_start:
         on_start(len(paths))
     decoded, posteriors, features, failed = [], [], [], []
-    with ThreadPoolExecutor(max_workers=cfg.decode_workers or available_cpus()) as pool:
+    with decode_pool(cfg.decode_workers) as pool:
         for indices, pixels, failures in decoded_batches(paths, model.manifest.preprocess, cfg.batch_size, pool):
             for index, reason in failures:
                 if cfg.strict:

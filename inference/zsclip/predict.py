@@ -24,6 +24,7 @@ from zsclip.paths import default_model_dir
 from zsclip.preprocess import ImageDecodeError, load_and_preprocess
 from zsclip.session import SessionConfig
 from zsclip.text import clean_label
+from zsclip.workers import check_worker_counts, decode_pool
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: all cores), got {self.threads}")
-        if self.decode_workers < 0:
-            raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {self.decode_workers}")
+        check_worker_counts(self.threads, self.decode_workers)
         if self.prior_correction is not None and not 0.0 <= self.prior_correction <= 1.0:
             raise ConfigError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
 
@@ -89,14 +87,6 @@ def check_out_path(out_path: Path) -> None:
         raise InputDataError(f"output folder {parent} is not writable ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask under taskset/cgroups), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -279,8 +269,7 @@ def predict_dir(
     report.add_time("load", time.perf_counter() - started)
     if on_start:
         on_start(sum(len(d.images) for d in datasets))
-    workers = cfg.decode_workers or available_cpus()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with decode_pool(cfg.decode_workers) as pool:
         for dataset in datasets:
             report.predictions[dataset.name] = predict_dataset(
                 model, dataset, cfg, pool, report, on_progress, support.get(dataset.name)
