@@ -53,16 +53,15 @@ def _is_adjective(word: str) -> bool:
 def plural_phrase(phrase: str) -> Optional[str]:
     """The nominative plural of a Russian noun phrase, or None (no singular head noun, or no plural form)."""
     words = phrase.split()
-    head = None
+    head, noun = None, None
     for i, word in enumerate(words):
         if i < len(words) - 1 and _is_adjective(word):
             continue
-        if _singular_nominative(word, frozenset({"NOUN"})) is not None:
-            head = i
+        noun = _singular_nominative(word, frozenset({"NOUN"}))
+        head = i if noun is not None else None
         break
-    if head is None:
+    if head is None or noun is None:
         return None
-    noun = _singular_nominative(words[head], frozenset({"NOUN"}))
     out = list(words)
     out[head] = noun.inflect(PLURAL).word
     animacy = frozenset({"anim"}) if "anim" in noun.tag else frozenset()
