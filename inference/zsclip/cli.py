@@ -80,12 +80,14 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
               help="Strength 0..1 of the per-dataset prior correction (default: the model's).")
 @click.option("--support", "support_dir", type=click.Path(path_type=Path), default=None,
               help="Few-shot photos: SUPPORT/<dataset>/<class_index>/*.jpg (any subset of classes).")
+@click.option("--spread/--no-spread", default=True, show_default=True,
+              help="Transductive label spreading: similar-looking images of a dataset vote together.")
 @common_options
 @run_guarded
 def predict_main(
     data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
     batch_size: int, strict: bool, prior_correction: Optional[float], verbose: int, quiet: bool,
-    support_dir: Optional[Path] = None, decode_workers: int = 0,
+    support_dir: Optional[Path] = None, decode_workers: int = 0, spread: bool = True,
 ) -> None:
     """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
 
@@ -100,7 +102,7 @@ def predict_main(
     cfg = PredictConfig(
         data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
         threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
-        support_dir=support_dir, decode_workers=decode_workers,
+        support_dir=support_dir, decode_workers=decode_workers, spread=spread,
     )
     on_start, on_progress, close = progress_callbacks("predicting", enabled=not quiet)
     try:

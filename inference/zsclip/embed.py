@@ -34,6 +34,7 @@ from zsclip.atomic import atomic_open
 from zsclip.classifier import ZeroShotModel, normalize_rows
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
+from zsclip.fewshot import knn_features
 from zsclip.manifest import manifest_from_dict, manifest_to_dict
 from zsclip.paths import default_model_dir
 from zsclip.predict import Predictions, check_out_path, decide, decoded_batches
@@ -135,8 +136,11 @@ def load_embeddings(path: Path) -> Embeddings:
     return Embeddings(scoring_embeds=scoring, meta=meta, **arrays)
 
 
-def decisions_from_embeddings(emb: Embeddings, prior_correction: Optional[float] = None) -> Predictions:
-    """The zero-shot OUT.json `zsclip-predict` writes, recomputed from saved embeddings (no ONNX run)."""
+def decisions_from_embeddings(
+    emb: Embeddings, prior_correction: Optional[float] = None, spread: bool = True
+) -> Predictions:
+    """The zero-shot OUT.json `zsclip-predict` writes (same `spread` default), recomputed from saved
+    embeddings (no ONNX run)."""
     manifest = manifest_from_dict(emb.meta["manifest"])
     alpha = manifest.embedding.prior_correction if prior_correction is None else prior_correction
     scorer = ZeroShotModel.__new__(ZeroShotModel)  # scoring needs only the manifest, not the towers
@@ -145,8 +149,11 @@ def decisions_from_embeddings(emb: Embeddings, prior_correction: Optional[float]
     for name in emb.dataset_names():
         rows = emb.rows(name)
         class_embeds, _ = emb.classes(name)
-        posteriors = [scorer.posteriors(emb.scoring_embeds[rows], class_embeds)] if len(rows) else []
-        labels = {int(i): c for i, c in decide(posteriors, list(range(len(rows))), alpha).items()}
+        embeds = emb.scoring_embeds[rows]
+        posteriors = [scorer.posteriors(embeds, class_embeds)] if len(rows) else []
+        features = [knn_features(embeds, manifest.embedding.norm)] if len(rows) else []
+        decided = decide(posteriors, list(range(len(rows))), alpha, features, spread=spread)
+        labels = {int(i): c for i, c in decided.items()}
         files = [(str(f), lab) for f, lab in zip(emb.filename[rows], (labels[i] for i in range(len(rows))))]
         failed = [str(f) for d, f in zip(emb.failed_dataset, emb.failed_filename) if d == name]
         fallback = int(np.bincount(list(labels.values()), minlength=1).argmax()) if labels else 0

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zsclip.atomic import atomic_open
-from zsclip.classifier import ZeroShotModel, correct_prior
+from zsclip.classifier import ZeroShotModel
 from zsclip.datadir import Dataset, find_datasets
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.fewshot import FewShotHead, few_shot_scores, fit_few_shot, knn_features, log_scores, read_support_dir
@@ -24,6 +24,7 @@ from zsclip.paths import default_model_dir
 from zsclip.preprocess import ImageDecodeError, load_and_preprocess
 from zsclip.session import SessionConfig
 from zsclip.text import clean_label
+from zsclip.transduction import spread_labels
 from zsclip.workers import check_worker_counts, decode_pool
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class PredictConfig:
     strict: bool = False
     prior_correction: Optional[float] = None  # None: the manifest's value
     support_dir: Optional[Path] = None  # few-shot photos: SUPPORT_DIR/<dataset>/<class_index>/*
+    spread: bool = True  # transductive label spreading over each dataset's images (`zsclip.transduction`)
 
 
     def __post_init__(self) -> None:
@@ -170,18 +172,14 @@ def predict_dataset(
         if len(indices):
             embeds = model.encode_images(pixels)
             posteriors.append(model.posteriors(embeds, class_embeds))
-            if head is not None:
+            if head is not None or cfg.spread:
                 features.append(knn_features(embeds, model.manifest.embedding.norm))
             decoded.extend(indices)
         waited = time.perf_counter()
         report.add_time("image", waited - now)
         if on_progress:
             on_progress(len(indices) + len(failures))
-    if head is not None and decoded:
-        scores = few_shot_scores(head, np.concatenate(posteriors), np.concatenate(features), alpha)
-        labels = dict(zip(decoded, (int(i) for i in scores.argmax(axis=1))))
-    else:
-        labels = decide(posteriors, decoded, alpha)
+    labels = decide(posteriors, decoded, alpha, features, head, cfg.spread)
     fallback = int(np.bincount(list(labels.values()), minlength=1).argmax()) if labels else 0
     labels.update((index, fallback) for index in failed)
     report.n_images += len(dataset.images)
@@ -236,13 +234,25 @@ def build_few_shot_head(
     return fit_few_shot(zero_shot, np.concatenate(features), labels, len(class_embeds))
 
 
-def decide(posteriors: List[np.ndarray], indices: List[int], alpha: float) -> Dict[int, int]:
-    """Image index -> class index, after the optional prior correction over the whole dataset."""
+def decide(
+    posteriors: List[np.ndarray], indices: List[int], alpha: float, features: Optional[List[np.ndarray]] = None,
+    head: Optional[FewShotHead] = None, spread: bool = False,
+) -> Dict[int, int]:
+    """Image index -> class index for one dataset: zero-shot log scores after the optional prior correction,
+    blended with the support photos' evidence (`head`), then spread over the dataset's own image graph
+    (`spread`; `zsclip.transduction`). `features` (kNN features) are needed by `head` and `spread`."""
     if not indices:
         return {}
-    scores = np.concatenate(posteriors)
-    if alpha > 0:
-        scores = correct_prior(scores, alpha)
+    probs = np.concatenate(posteriors)
+    scores = log_scores(probs, alpha)
+    if head is not None or spread:
+        if not features:
+            raise ValueError("few-shot blending and label spreading need the images' kNN features")
+        feats = np.concatenate(features)
+        if head is not None:
+            scores = few_shot_scores(head, probs, feats, alpha)
+        if spread:
+            scores = spread_labels(scores, feats)
     return dict(zip(indices, (int(i) for i in scores.argmax(axis=1))))
 
 
