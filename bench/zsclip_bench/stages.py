@@ -1,7 +1,8 @@
 """One measured configuration (model, variant, threads), run stage by stage in this process.
 
 The pass mirrors `zsclip.predict.predict_dir` but runs its stages one after another so each can
-be timed: decode -> preprocess -> image tower -> scoring -> JSON. `predict_dir` overlaps decoding
+be timed: decode -> preprocess -> image tower -> scoring (per dataset, with the prior correction and
+label spreading) -> JSON. `predict_dir` overlaps decoding
 with the image tower on a thread pool; on the contest's single core that overlap buys nothing,
 so the sequential sum is the honest 1-thread number (and an upper bound with more cores).
 """
@@ -13,12 +14,15 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from zsclip.classifier import ZeroShotModel
 from zsclip.datadir import Dataset, find_datasets
+from zsclip.fewshot import knn_features
+from zsclip.predict import decide
 from zsclip.preprocess import ImageDecodeError, load_image, preprocess_image
 from zsclip.session import SessionConfig
 
@@ -91,10 +95,21 @@ def make_encoder(model: ZeroShotModel, variant: str, threads: int) -> Encoder:
     return model.encode_images
 
 
+@dataclass
+class DatasetScores:
+    """What the timed pass keeps of one dataset until its decision: stems, posteriors, kNN features."""
+
+    stems: List[str] = field(default_factory=list)
+    posteriors: List[np.ndarray] = field(default_factory=list)
+    features: List[np.ndarray] = field(default_factory=list)
+    failed: List[str] = field(default_factory=list)
+
+
 def run_batch(
-    model: ZeroShotModel, encoder: Encoder, class_embeds: np.ndarray, paths: Sequence[Path], clock: StageClock
-) -> Tuple[Dict[str, int], int]:
-    """Predict one batch, charging each stage to `clock`. Returns ({stem: class}, failures)."""
+    model: ZeroShotModel, encoder: Encoder, class_embeds: np.ndarray, paths: Sequence[Path], clock: StageClock,
+    kept: DatasetScores,
+) -> int:
+    """Encode and score one batch into `kept`, charging each stage to `clock`. Returns its failures."""
     cfg = model.manifest.preprocess
     arrays, stems, failed = [], [], []
     for path in paths:
@@ -109,15 +124,25 @@ def run_batch(
         with clock.stage("preprocess"):
             arrays.append(preprocess_image(image, cfg))
         stems.append(path.stem)
+    kept.failed.extend(failed)
     if not arrays:
-        return dict.fromkeys(failed, -1), len(failed)
+        return len(failed)
     with clock.stage("preprocess"):
         pixels = np.stack(arrays)
     with clock.stage("image"):
         embeds = encoder(pixels)
     with clock.stage("score"):
-        labels = model.score(embeds, class_embeds).argmax(axis=1)
-    return {**dict.fromkeys(failed, -1), **dict(zip(stems, (int(i) for i in labels)))}, len(failed)
+        kept.posteriors.append(model.posteriors(embeds, class_embeds))
+        kept.features.append(knn_features(embeds, model.manifest.embedding.norm))
+        kept.stems.extend(stems)
+    return len(failed)
+
+
+def decide_dataset(model: ZeroShotModel, kept: DatasetScores) -> Dict[str, int]:
+    """predict_dir's decision for one dataset (prior correction, label spreading); failures get -1."""
+    alpha = model.manifest.embedding.prior_correction
+    decided = decide(kept.posteriors, list(range(len(kept.stems))), alpha, kept.features, spread=True)
+    return {**dict.fromkeys(kept.failed, -1), **{kept.stems[i]: c for i, c in decided.items()}}
 
 
 def run_job(job: Job, out_dir: Optional[Path] = None) -> Dict:
@@ -136,7 +161,7 @@ def run_job(job: Job, out_dir: Optional[Path] = None) -> Dict:
     for count, (d, paths) in enumerate(batches_per_dataset(items, job.batch_size)):
         if count >= job.warmup_batches:
             break
-        run_batch(model, encoder, class_embeds[d], paths, warm)
+        run_batch(model, encoder, class_embeds[d], paths, warm, DatasetScores())
         warmup_images += len(paths)
     clock, batch_ms, failed = StageClock(), [], 0
     predictions: Dict[str, Dict[str, int]] = {d.name: {} for d in datasets}
@@ -144,12 +169,14 @@ def run_job(job: Job, out_dir: Optional[Path] = None) -> Dict:
         from zsclip.predict import write_json_atomic
 
         started = time.perf_counter()
+        kept = [DatasetScores() for _ in datasets]
         for d, paths in batches_per_dataset(items, job.batch_size):
             batch_started = time.perf_counter()
-            labels, n_failed = run_batch(model, encoder, class_embeds[d], paths, clock)
-            predictions[datasets[d].name].update(labels)
-            failed += n_failed
+            failed += run_batch(model, encoder, class_embeds[d], paths, clock, kept[d])
             batch_ms.append((time.perf_counter() - batch_started) * 1000 / len(paths))
+        with clock.stage("score"):
+            for d, dataset in enumerate(datasets):
+                predictions[dataset.name] = decide_dataset(model, kept[d])
         with clock.stage("json"):
             write_json_atomic(Path(tmp) / "out.json", predictions)
         total = time.perf_counter() - started

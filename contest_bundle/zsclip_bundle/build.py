@@ -1,4 +1,4 @@
-"""Assemble the submission archive: setup.sh, predict.sh, model/, wheels/, tools/, bundle.json."""
+"""Assemble the submission archive: setup.sh, predict.sh, model/, wheels/, bundle.json."""
 
 from __future__ import annotations
 
@@ -126,8 +126,6 @@ def stage_scripts(stage: Path, python_version: str, zsclip_version: str) -> None
     for script in ("setup.sh", "predict.sh"):
         (stage / script).write_text(render_template(script, values), encoding="utf-8")
         (stage / script).chmod(0o755)
-    (stage / "tools").mkdir()
-    (stage / "tools" / "available_cpus.py").write_text(render_template("available_cpus.py", {}), encoding="utf-8")
 
 
 def write_zip(stage: Path, out_path: Path) -> Dict[str, Tuple[int, int]]:

@@ -57,7 +57,7 @@ def test_bundle_layout_and_size_report(built_bundle: tuple) -> None:
         names = set(handle.namelist())
         info = json.loads(handle.read("bundle.json"))
         modes = {i.filename: i.external_attr >> 16 for i in handle.infolist()}
-    assert {"setup.sh", "predict.sh", "tools/available_cpus.py", "model/zsclip.json", "bundle.json"} <= names
+    assert {"setup.sh", "predict.sh", "model/zsclip.json", "bundle.json"} <= names
     assert modes["setup.sh"] & 0o111 and modes["predict.sh"] & 0o111
     wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("wheels/")}
     assert {"zsclip", "onnxruntime", "numpy", "pillow", "tokenizers", "click", "pip"} <= wheels
@@ -154,23 +154,3 @@ def test_bundle_refuses_a_directory_as_out_before_downloading(
 def test_builder_help_is_instant() -> None:
     result = run_builder("--help")
     assert result.returncode == 0 and "--platform" in result.stdout
-
-
-def test_available_cpus_follows_the_affinity_mask() -> None:
-    script = BUNDLE_SRC / "zsclip_bundle" / "templates" / "available_cpus.py"
-    code = f"import os, runpy; os.sched_setaffinity(0, {{0}}); runpy.run_path({str(script)!r}, run_name='__main__')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "1"
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
-    assert 1 <= int(result.stdout) <= len(os.sched_getaffinity(0))
-
-
-def test_available_cpus_reads_cgroup_quotas() -> None:
-    sys.path.insert(0, str(BUNDLE_SRC / "zsclip_bundle" / "templates"))
-    try:
-        import available_cpus
-    finally:
-        sys.path.pop(0)
-    assert available_cpus.read_quota("max", "100000") is None
-    assert available_cpus.read_quota("150000", "100000") == 1.5
-    assert available_cpus.read_quota("-1", "100000") is None

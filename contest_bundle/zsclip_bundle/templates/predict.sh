@@ -33,7 +33,7 @@ if [ $# -ne 2 ]; then
     exit 2
 fi
 
-THREADS="${ZSCLIP_THREADS:-$("${PY[@]}" "$HERE/tools/available_cpus.py")}"
+THREADS="${ZSCLIP_THREADS:-$("${PY[@]}" -m zsclip.workers)}"
 # numpy's BLAS only does tiny matmuls here: keep its threads out of onnxruntime's way.
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 exec "${PY[@]}" -c 'import sys; from zsclip.cli import predict_main; predict_main(sys.argv[1:], prog_name="zsclip-predict")' \
