@@ -2,7 +2,8 @@
 
 Three independent views of each image must agree, else it is a problem:
 
-- zero-shot: the model's class (after the prior correction, as `zsclip-predict` decides);
+- zero-shot: the model's class after the prior correction (`zsclip-predict --no-spread`'s decision: predict's
+  default label spreading is itself a neighbour vote, so it is left to the kNN view below);
 - kNN: a kernel-weighted vote (the few-shot kernel) of its `k` nearest *confident* images (zero-shot confidence at or
   above the median of their predicted class), the image itself excluded;
 - k-means: spherical k-means over the folder, started from each predicted class's mean feature, so

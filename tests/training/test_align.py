@@ -87,3 +87,41 @@ def test_alignment_with_plural_augmentation_maps_plurals_too():
     assert report.n_phrases == 6
     q = concept_distribution(tower, tokenizer, words[3:], 4)
     assert q.argmax(dim=1).tolist() == [0, 1, 2]
+
+
+def test_definitions_cover_their_class_only_and_are_never_inflected():
+    rows = [LabelRow(0, "n0", ("кот",), ("животное",), "домашний зверь который мяукает"),
+            LabelRow(1, "n1", ("пес",), ("животное",), "")]
+    plain = {p.text for p in build_phrases(rows)}
+    phrases = {p.text: p for p in build_phrases(rows, definitions=True)}
+    assert set(phrases) - plain == {"домашний зверь который мяукает"}
+    assert phrases["домашний зверь который мяукает"] == Phrase("домашний зверь который мяукает", (0,), False, True)
+    augmented = {p.text for p in augment_phrases(list(phrases.values()), lambda text: text + "ы")}
+    assert "коты" in augmented and "домашний зверь который мяукаеты" not in augmented
+
+
+def test_label_table_reads_an_optional_definition_column(tmp_path):
+    with_def = tmp_path / "with.tsv"
+    with_def.write_text("index\twnid\tnames_ru\thypernyms_ru\tdefinition_ru\n0\tn0\tкот\tживотное\tЗверь, Ёж\n",
+                        encoding="utf-8")
+    without = tmp_path / "without.tsv"
+    without.write_text("index\twnid\tnames_ru\thypernyms_ru\n0\tn0\tкот\tживотное\n", encoding="utf-8")
+    assert load_label_table(with_def)[0].definition == "зверь, еж"
+    assert load_label_table(without)[0].definition == ""
+
+
+def test_alignment_trains_on_definitions_when_asked():
+    rng = np.random.default_rng(0)
+    words = ["кот", "пес", "рыба", "мяукает", "лает", "плавает"]
+    vectors = np.vstack([np.zeros(16), rng.normal(size=(6, 16))]).astype(np.float32)
+    prototypes = rng.normal(size=(3, 32)).astype(np.float32)
+    rows = [LabelRow(0, "n0", ("кот",), (), "мяукает"), LabelRow(1, "n1", ("пес",), (), "лает"),
+            LabelRow(2, "n2", ("рыба",), (), "плавает")]
+    tower = NavecTextTower(vectors, np.arange(7), np.ones(7, np.float32), prototypes, hidden=32)
+    tokenizer = WordTokenizer(words)
+    cfg = AlignConfig(epochs=200, input_noise=0.0, plural_augment=False, definitions=True)
+    assert align_text_tower(tower, tokenizer, rows, cfg, validate=False).n_phrases == 6
+    q = concept_distribution(tower, tokenizer, words[3:], 4)
+    assert q.argmax(dim=1).tolist() == [0, 1, 2]
+    off = AlignConfig(epochs=1, plural_augment=False)  # off by default
+    assert align_text_tower(tower, tokenizer, rows, off, validate=False).n_phrases == 3

@@ -37,6 +37,9 @@ class AlignConfig:
     seed: int = 0
     context_length: int = 16
     plural_augment: bool = True  # also train every phrase's nominative plural (needs pymorphy3)
+    # also pull each class's Russian definition (a bag of words) onto it; off: no gain on either text proxy
+    definitions: bool = False
+    train_context_length: int = 64  # tokens pooled per training phrase (definitions are longer than names)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or self.pull_weight < 0 or self.input_noise < 0:
@@ -152,12 +155,12 @@ def align_text_tower(
     inflect = plural_inflector() if cfg.plural_augment else None
     if validate:
         holdout = sorted(synonym_holdout(rows))
-        phrases = augment_phrases(build_phrases(rows, set(holdout)), inflect)
+        phrases = augment_phrases(build_phrases(rows, set(holdout), cfg.definitions), inflect)
         fit_once(tower, tokenizer, phrases, n_classes, cfg, None)
         report.validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length, inflect)
         logger.info("held-out synonyms: %s", report.validation)
         reset_head(tower, cfg.seed)
-    phrases = augment_phrases(build_phrases(rows), inflect)
+    phrases = augment_phrases(build_phrases(rows, definitions=cfg.definitions), inflect)
     report.n_phrases = len(phrases)
     report.final_loss = fit_once(tower, tokenizer, phrases, n_classes, cfg, on_epoch)
     return report
@@ -171,7 +174,7 @@ def plural_inflector() -> Callable[[str], Optional[str]]:
 
 
 def fit_once(tower, tokenizer, phrases: List[Phrase], n_classes: int, cfg: AlignConfig, on_epoch) -> float:
-    ids, mask = encode_phrases(tokenizer, [p.text for p in phrases], cfg.context_length)
+    ids, mask = encode_phrases(tokenizer, [p.text for p in phrases], cfg.train_context_length)
     with torch.no_grad():
         pooled = tower.pool(ids, mask)
     return fit_head(tower, pooled, phrase_targets(phrases, n_classes), cfg, on_epoch)

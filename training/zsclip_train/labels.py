@@ -14,12 +14,14 @@ TABLE_NAME = "imagenet_labels_ru.tsv"
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One ImageNet class: canonical index, WordNet id, Russian names (most common first) and hypernym chain."""
+    """One ImageNet class: canonical index, WordNet id, Russian names (most common first), hypernym chain and
+    a Russian rendering of its WordNet definition (may be empty)."""
 
     index: int
     wnid: str
     names: Tuple[str, ...]
     hypernyms: Tuple[str, ...]
+    definition: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class Phrase:
 
     text: str
     classes: Tuple[int, ...]
-    is_name: bool  # True when it is some class's own name, False for a pure hypernym
+    is_name: bool  # True when it is some class's own name, False for a pure hypernym or a definition
+    is_definition: bool = False  # a class's definition: a bag of associated words, never inflected
 
 
 def default_table_path() -> Path:
@@ -36,7 +39,7 @@ def default_table_path() -> Path:
 
 
 def load_label_table(path: Optional[Path] = None) -> List[LabelRow]:
-    """Read `index, wnid, names_ru, hypernyms_ru` (TSV, `;`-separated lists).
+    """Read `index, wnid, names_ru, hypernyms_ru[, definition_ru]` (TSV, `;`-separated lists).
 
     Raises:
         ConfigError: missing columns, bad indices, or rows out of order.
@@ -51,6 +54,7 @@ def load_label_table(path: Optional[Path] = None) -> List[LabelRow]:
                     wnid=record["wnid"].strip(),
                     names=split_list(record["names_ru"]),
                     hypernyms=split_list(record.get("hypernyms_ru") or ""),
+                    definition=(record.get("definition_ru") or "").strip().lower().replace("ё", "е"),
                 )
             except (KeyError, ValueError, AttributeError) as exc:
                 raise ConfigError(f"{path}:{line_no}: bad row ({exc})") from None
@@ -64,8 +68,11 @@ def split_list(cell: str) -> Tuple[str, ...]:
     return tuple(part.strip().lower().replace("ё", "е") for part in cell.split(";") if part.strip())
 
 
-def build_phrases(rows: Sequence[LabelRow], holdout: AbstractSet[Tuple[int, str]] = frozenset()) -> List[Phrase]:
-    """Every distinct name and hypernym with the classes it covers.
+def build_phrases(
+    rows: Sequence[LabelRow], holdout: AbstractSet[Tuple[int, str]] = frozenset(), definitions: bool = False
+) -> List[Phrase]:
+    """Every distinct name and hypernym with the classes it covers (and, with `definitions`, each class's
+    definition, covering that class only).
 
     A name covers its class; a hypernym covers every class whose chain holds it (it is pulled
     onto the mean of its descendants). Pairs in `holdout` (class, name) are left out, for validation.
@@ -80,7 +87,11 @@ def build_phrases(rows: Sequence[LabelRow], holdout: AbstractSet[Tuple[int, str]
             names.add(name)
         for hypernym in row.hypernyms:
             covers.setdefault(hypernym, set()).add(row.index)
-    return [Phrase(text, tuple(sorted(classes)), text in names) for text, classes in sorted(covers.items())]
+    phrases = [Phrase(text, tuple(sorted(classes)), text in names) for text, classes in sorted(covers.items())]
+    if definitions:
+        phrases += [Phrase(row.definition, (row.index,), False, True) for row in rows
+                    if row.definition and row.definition not in covers]
+    return phrases
 
 
 def augment_phrases(phrases: Sequence[Phrase], inflect: Optional[Callable[[str], Optional[str]]]) -> List[Phrase]:
@@ -93,6 +104,8 @@ def augment_phrases(phrases: Sequence[Phrase], inflect: Optional[Callable[[str],
     existing = {p.text for p in phrases}
     extra: Dict[str, Tuple[Set[int], bool]] = {}
     for phrase in phrases:
+        if phrase.is_definition:
+            continue
         form = inflect(phrase.text)
         if not form or form in existing:
             continue
