@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("wordfreq")
 
-from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary  # noqa: E402
+from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, inflected_forms  # noqa: E402
 
 WORDS = ["кот", "собака", "гитара", "электро", "самолет", "и", "в", "красный"]
 
@@ -12,7 +12,7 @@ WORDS = ["кот", "собака", "гитара", "электро", "самол
 def vocab():
     rng = np.random.default_rng(0)
     vectors = {w: rng.normal(size=8).astype(np.float32) for w in WORDS}
-    return build_vocabulary(vectors, VocabConfig(size=100, piece_size=100, min_piece_len=3))
+    return build_vocabulary(vectors, VocabConfig(size=100, piece_size=100, min_piece_len=3, inflections=False))
 
 
 def test_normaliser_lowercases_maps_yo_and_strips_punctuation(vocab):
@@ -54,3 +54,27 @@ def test_pooling_of_unknown_is_zero_and_compound_uses_pieces(vocab):
     strict = NavecTextTower(vocab.vectors, vocab.token_row, vocab.token_weight, np.eye(4, 16, dtype=np.float32),
                             vocab.token_is_piece, vocab.token_length, split_piece_min_len=7, hidden=8)
     assert torch.allclose(pool("электрогитара", strict), pool("электро"), atol=1e-6)
+
+
+def test_inflected_forms_map_onto_their_vocabulary_lemma():
+    pytest.importorskip("pymorphy3")
+    forms = inflected_forms(["пума", "морда", "красный", "и"], ["пумой", "столом"])
+    assert forms["пумы"] == forms["пум"] == "пума"  # genitive singular / nominative plural, genitive plural
+    assert forms["морды"] == "морда" and forms["красные"] == forms["красного"] == "красный"
+    assert forms["пумой"] == "пума"  # an outside word whose lemma is in the vocabulary
+    assert "пуме" not in forms  # dative: not a form names come in
+    assert "столом" not in forms  # its lemma is not in the vocabulary
+
+
+def test_an_inflected_name_pools_to_its_lemma_vector():
+    pytest.importorskip("pymorphy3")
+    rng = np.random.default_rng(1)
+    vectors = {w: rng.normal(size=8).astype(np.float32) for w in ["пума", "морда", "кот"]}
+    vocab = build_vocabulary(vectors, VocabConfig(size=100, piece_size=100, min_piece_len=3))
+    tokenizer = build_tokenizer(vocab)
+    ids = tokenizer.encode("Морды пумы").ids
+    assert [vocab.tokens[i] for i in ids] == ["морды", "пумы"]
+    assert vocab.token_row[ids[1]] == vocab.token_row[tokenizer.token_to_id("пума")]
+    assert vocab.token_weight[ids[1]] == vocab.token_weight[tokenizer.token_to_id("пума")]
+    without = build_vocabulary(vectors, VocabConfig(size=100, piece_size=100, min_piece_len=3, inflections=False))
+    assert build_tokenizer(without).token_to_id("пумы") is None

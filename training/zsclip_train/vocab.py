@@ -10,6 +10,13 @@ top-1, so it is off by default.) A word with characters outside the alphabet bec
 a name made only of such words pools to the zero vector and the head returns its prior
 (the runtime warns about names with no known token).
 
+Inflected forms (`inflections`, needs pymorphy3 at build time only): a Russian class name is often not in the
+nominative singular («морда пумы», «пумы»), and the rarer forms of a word fall outside the 100K, where
+WordPiece would chop them into meaningless pieces («пумы» -> «пу» «##м» «##ы»). So every navec word
+outside the vocabulary whose lemma is inside it, and every nominative/genitive, singular/plural form of each
+vocabulary noun and adjective, is a token of its own that shares its lemma's vector row and weight (no
+extra vectors; the tokenizer grows).
+
 Token weights are SIF weights a / (a + p(word)) (Arora et al., 2017) from `wordfreq`, so function words
 ("в", "с", "и") barely move the mean.
 """
@@ -46,6 +53,7 @@ class VocabConfig:
     piece_size: int = 30_000
     min_piece_len: int = 3
     sif_a: float = 1e-4
+    inflections: bool = True  # inflected forms share their lemma's row (pymorphy3 at build time)
 
     def __post_init__(self) -> None:
         if self.size < 100 or not 0 <= self.piece_size <= self.size or self.min_piece_len < 1:
@@ -123,6 +131,12 @@ def build_vocabulary(vectors: Dict[str, np.ndarray], cfg: VocabConfig) -> Vocabu
         tokens.append(word)
         rows.append(word_row[word])
         weights.append(sif(word))
+    if cfg.inflections:
+        extra = sorted(set(vectors) - set(word_row))
+        for form, lemma in sorted(inflected_forms(ranked, extra).items()):
+            tokens.append(form)
+            rows.append(word_row[lemma])
+            weights.append(sif(lemma))
     pieces = [w for w in ranked[: cfg.piece_size] if len(w) >= cfg.min_piece_len]
     for word in pieces:
         tokens.append(PIECE_PREFIX + word)
@@ -142,6 +156,38 @@ def build_vocabulary(vectors: Dict[str, np.ndarray], cfg: VocabConfig) -> Vocabu
     return Vocabulary(
         tokens, np.asarray(rows, np.int64), np.asarray(weights, np.float32), is_piece, length, matrix.astype(np.float32)
     )
+
+
+INFLECTED_CASES = frozenset({"nomn", "gent"})
+INFLECTED_POS = frozenset({"NOUN", "ADJF"})
+
+
+def inflected_forms(vocabulary: List[str], outside: List[str]) -> Dict[str, str]:
+    """Form -> vocabulary lemma, for forms that are not vocabulary words themselves: the `outside` words
+    whose most likely lemma is in `vocabulary`, and the nominative/genitive forms (both numbers) of each
+    vocabulary noun or adjective that is its own lemma.
+
+    Raises:
+        ConfigError: pymorphy3 is missing.
+    """
+    from zsclip_train.morph import analyzer
+
+    morph = analyzer()
+    known = set(vocabulary)
+    forms: Dict[str, str] = {}
+    for word in outside:
+        lemma = normalize_word(morph.parse(word)[0].normal_form)
+        if lemma in known and lemma != word:
+            forms[word] = lemma
+    for word in vocabulary:
+        parse = morph.parse(word)[0]
+        if parse.tag.POS not in INFLECTED_POS or normalize_word(parse.normal_form) != word:
+            continue
+        for form in parse.lexeme:
+            text = normalize_word(form.word)
+            if form.tag.case in INFLECTED_CASES and text not in known and WORD_PATTERN.match(text):
+                forms.setdefault(text, word)
+    return forms
 
 
 def build_tokenizer(vocab: Vocabulary):  # -> tokenizers.Tokenizer
