@@ -123,7 +123,7 @@ def predict_main(
 @click.argument("out_json", type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="The data dir, for class names and counts (default: next to GT_JSON under datasets/).")
-@click.option("--per-class", is_flag=True, help="Print accuracy for every class.")
+@click.option("--per-class", is_flag=True, help="Print accuracy for every class (instead of the worst ones).")
 @click.option("--worst", type=click.IntRange(min=0), default=10, show_default=True, help="Print the N worst classes.")
 @click.option("--confusion", type=click.Path(path_type=Path), default=None,
               help="Write a confusion-matrix PNG per dataset (PATH, or PATH with the dataset name inserted).")
@@ -134,8 +134,12 @@ def eval_main(
     gt_json: Path, out_json: Path, data_dir: Optional[Path], per_class: bool, worst: int,
     confusion: Optional[Path], no_strict: bool, verbose: int, quiet: bool,
 ) -> None:
-    """Score OUT_JSON against GT_JSON: per-dataset and mean accuracy (the contest's numbers)."""
+    """Score OUT_JSON against GT_JSON: per-dataset and mean accuracy (the contest's numbers).
+
+    With -q only the mean accuracy line is printed (the confusion PNGs are still written).
+    """
     setup_logging(verbose, quiet)
+    say = (lambda _text: None) if quiet else click.echo
     from zsclip.datadir import find_datasets
     from zsclip.evaluate import evaluate, read_labels, render_confusion_png, worst_classes
 
@@ -148,19 +152,19 @@ def eval_main(
     report = evaluate(gt, pred, strict=not no_strict, n_classes={k: len(v) for k, v in names.items()})
     for score in report.datasets:
         classes = names.get(score.name)
-        click.echo(f"{score.name}: accuracy {score.accuracy:.4f} ({score.n_images} images)")
+        say(f"{score.name}: accuracy {score.accuracy:.4f} ({score.n_images} images)")
         rows = sorted(score.per_class) if per_class else [c for c, _, _ in worst_classes(score, worst)]
         if rows:
-            click.echo("  per class:" if per_class else f"  {len(rows)} worst classes:")
+            say("  per class:" if per_class else f"  {len(rows)} worst classes:")
         for c in rows:
             ok, n = score.per_class[c]
             label = classes[c] if classes else str(c)
-            click.echo(f"    {c:4d} {label:<32} {ok / n:.3f} ({ok}/{n})")
+            say(f"    {c:4d} {label:<32} {ok / n:.3f} ({ok}/{n})")
         if confusion:
             target = confusion if len(report.datasets) == 1 else confusion.with_name(
                 f"{confusion.stem}_{score.name}{confusion.suffix or '.png'}")
             render_confusion_png(score, target, classes)
-            click.echo(f"  confusion matrix -> {target}")
+            say(f"  confusion matrix -> {target}")
     click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")
 
 

@@ -80,3 +80,17 @@ def test_eval_cli_prints_dataset_and_mean(tmp_path, data_dir):
     assert result.exit_code == 0, result.output
     assert "colours: accuracy 0.3333" in result.output and "mean accuracy: 0.3333" in result.output
     assert png.stat().st_size > 0
+
+
+def test_eval_quiet_prints_only_the_mean(tmp_path, data_dir):
+    root, gt = data_dir
+    (tmp_path / "gt.json").write_text(json.dumps(gt, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "out.json").write_text(json.dumps(gt, ensure_ascii=False), encoding="utf-8")
+    png = tmp_path / "cm.png"
+    args = [str(tmp_path / "gt.json"), str(tmp_path / "out.json"), "--data", str(root), "--per-class"]
+    result = CliRunner().invoke(eval_main, [*args, "-q", "--confusion", str(png)])
+    assert result.exit_code == 0, result.output
+    assert result.output == "mean accuracy: 1.0000\n"
+    assert png.stat().st_size > 0
+    loud = CliRunner().invoke(eval_main, args)
+    assert "per class:" in loud.output and loud.output.endswith("mean accuracy: 1.0000\n")
