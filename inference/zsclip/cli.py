@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -39,7 +40,8 @@ def exit_interrupted() -> None:
 
 
 def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback); Ctrl-C exits 130."""
+    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback); Ctrl-C exits 130
+    (with `--debug`, after its traceback: click would otherwise print "Aborted!" and exit 1)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,8 +54,10 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, also when a library wrapped it (ImportError)
-            if debug or not is_interrupt(exc):
+            if not is_interrupt(exc):
                 raise
+            if debug:
+                traceback.print_exc()
             exit_interrupted()
 
     return wrapper

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+import click
 import pytest
 from click.testing import CliRunner
 from test_kill import SLOW_RUNNER as KILL_SLOW_RUNNER
@@ -132,6 +133,23 @@ def test_interrupt_wrapped_in_an_import_error_is_still_an_interrupt():
     except ImportError as wrapped:
         assert is_interrupt(wrapped)
     assert not is_interrupt(ImportError("no module named x"))
+
+
+def test_ctrl_c_with_debug_shows_the_traceback_and_still_exits_130():
+    from zsclip.cli import run_guarded
+
+    @click.command()
+    @click.option("--debug", is_flag=True)
+    @run_guarded
+    def interrupted_command() -> None:
+        raise KeyboardInterrupt
+
+    quiet = CliRunner().invoke(interrupted_command, [])
+    assert quiet.exit_code == 130 and quiet.output.strip() == "interrupted"
+    loud = CliRunner().invoke(interrupted_command, ["--debug"])
+    assert loud.exit_code == 130, loud.output
+    assert "Traceback" in loud.output and "KeyboardInterrupt" in loud.output and "Aborted" not in loud.output
+    assert loud.output.strip().splitlines()[-1] == "interrupted"
 
 
 # test_kill's slowed-down predict, announcing on stderr when it is about to start
