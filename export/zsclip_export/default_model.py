@@ -50,7 +50,7 @@ class ExportConfig:
     calibration_images: Optional[Path] = None
     max_check_images: int = 300
     vocab_size: int = 100_000
-    align_epochs: int = 150
+    align_epochs: int = 300  # held-out synonyms top-1 0.619 at 150 epochs, 0.635 at 300
     allow_mismatch: bool = False
     force: bool = False
 
