@@ -244,15 +244,12 @@ def decide(
     if not indices:
         return {}
     probs = np.concatenate(posteriors)
-    scores = log_scores(probs, alpha)
-    if head is not None or spread:
-        if not features:
-            raise ValueError("few-shot blending and label spreading need the images' kNN features")
-        feats = np.concatenate(features)
-        if head is not None:
-            scores = few_shot_scores(head, probs, feats, alpha)
-        if spread:
-            scores = spread_labels(scores, feats)
+    if (head is not None or spread) and not features:
+        raise ValueError("few-shot blending and label spreading need the images' kNN features")
+    feats = np.concatenate(features) if features else np.zeros((len(probs), 0))
+    scores = few_shot_scores(head, probs, feats, alpha) if head is not None else log_scores(probs, alpha)
+    if spread:
+        scores = spread_labels(scores, feats)
     return dict(zip(indices, (int(i) for i in scores.argmax(axis=1))))
 
 
