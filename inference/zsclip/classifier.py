@@ -17,6 +17,12 @@ logger = logging.getLogger(__name__)
 TEXT_BATCH = 256
 
 
+def softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of scores [N, C] (shifted by each row's max, so large logits do not overflow)."""
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def normalize_rows(matrix: np.ndarray, norm: str) -> np.ndarray:
     """Rows scaled to unit L2 or L1 norm (zero rows stay zero)."""
     if norm == "l1":
@@ -106,9 +112,7 @@ class ZeroShotModel:
         """P(class | image) [B, C]: the normalised mass for L1 (concept) models, softmax of the logits otherwise."""
         if self.manifest.embedding.norm == "l1":
             return normalize_rows(np.maximum(image_embeds @ class_embeds.T, 0.0), "l1")
-        logits = self.score(image_embeds, class_embeds)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax_rows(self.score(image_embeds, class_embeds))
 
     def describe(self) -> str:
         return f"{self.manifest.model_id} ({self.variant_name}) from {self.model_dir}"

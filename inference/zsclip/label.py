@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from zsclip.atomic import atomic_open
-from zsclip.classifier import ZeroShotModel, normalize_rows
+from zsclip.classifier import ZeroShotModel, normalize_rows, softmax_rows
 from zsclip.datadir import list_images, read_classes
 from zsclip.errors import ConfigError, InputDataError
 from zsclip.fewshot import choose_beta, knn_features, log_scores
@@ -117,8 +117,7 @@ def decide_labels(posteriors: np.ndarray, features: np.ndarray, alpha: float, cf
     """(label, confidence, zero_shot, knn, kmeans, problem) per decoded image."""
     scores = log_scores(posteriors, alpha)
     zero_shot = scores.argmax(axis=1)
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    confidence = (shifted / shifted.sum(axis=1, keepdims=True))[np.arange(len(scores)), zero_shot]
+    confidence = softmax_rows(scores)[np.arange(len(scores)), zero_shot]
     confident = np.zeros(len(scores), dtype=bool)
     for c in np.unique(zero_shot):  # per class, so that a hard class still has confident members
         members = zero_shot == c

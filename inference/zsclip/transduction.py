@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zsclip.classifier import softmax_rows
 from zsclip.errors import ConfigError
 
 ROW_BLOCK = 1024  # rows of the similarity matrix held at once
@@ -75,11 +76,6 @@ class SymmetricGraph:
             products = self.values[lo:hi, None] * z[self.columns[lo:hi]]
             out[start:stop] = np.add.reduceat(products, self.indptr[start:stop] - lo, axis=0)
         return out
-
-
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def spread_labels(log_scores: np.ndarray, features: np.ndarray, cfg: SpreadConfig = SpreadConfig()) -> np.ndarray:

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from zsclip.classifier import softmax_rows
 from zsclip.cli import predict_main
 from zsclip.errors import ConfigError
-from zsclip.transduction import SpreadConfig, SymmetricGraph, knn_graph, softmax_rows, spread_labels
+from zsclip.transduction import SpreadConfig, SymmetricGraph, knn_graph, spread_labels
 
 
 def two_clusters(rng: np.random.Generator, per_class: int = 8) -> tuple:
