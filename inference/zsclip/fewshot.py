@@ -7,8 +7,12 @@ For an image x and a class c with support photos S_c::
 
 - zs_c(x) is the zero-shot log posterior (after the dataset's prior correction, if any).
 - f is the kNN feature: the L2-normalised embedding for L2 (CLIP) models; for L1 (concept
-  distribution) models the square root of the distribution, so cos(f(x), f(s)) is the Bhattacharyya
-  coefficient of the two distributions (Hellinger geometry; plain cosine over-weights the top concept).
+  distribution) models the centred log of the distribution, i.e. the image classifier's logits up to
+  a shift (a linear view of the backbone's features). It sees how an image resembles *every* concept,
+  so two photos of a thing the classifier has no class for still come out close, where the square root of
+  the distribution (Hellinger geometry, the earlier choice) looks mostly at the top few concepts. On a real-photo
+  proxy (Tux Paint photo stamps, 11 categories, 229 photos) it lifted label spreading from 0.638 to 0.681
+  and 3-shot blending from 0.656 to 0.785.
 - A class without support photos keeps its zero-shot score (its e term is absent), and the centring
   keeps the supported classes, as a group, from gaining on it.
 - beta (kernel sharpness) is the inverse median distance 1 - cos of each support photo to its nearest
@@ -35,12 +39,15 @@ logger = logging.getLogger(__name__)
 WEIGHT_GRID = (0.0,) + tuple(float(x) for x in np.round(2.0 ** np.arange(-5, 4.5, 0.5), 4))
 DEFAULT_BETA = 10.0
 BETA_RANGE = (1.0, 100.0)
+LOG_FLOOR = 1e-30
 
 
 def knn_features(embeds: np.ndarray, norm: str) -> np.ndarray:
-    """Unit-L2 features for cosine kNN: the embedding (L2 models) or sqrt of the distribution (L1 models)."""
+    """Unit-L2 features for cosine kNN: the embedding (L2 models), or the centred log of the distribution
+    (L1 models: the classifier's logits up to a per-image shift; mass below 1e-30 counts as 1e-30)."""
     if norm == "l1":
-        return normalize_rows(np.sqrt(np.maximum(normalize_rows(embeds, "l1"), 0.0)), "l2")
+        logs = np.log(np.maximum(normalize_rows(np.maximum(embeds, 0.0), "l1"), LOG_FLOOR))
+        return normalize_rows(logs - logs.mean(axis=1, keepdims=True), "l2")
     return normalize_rows(embeds, "l2")
 
 

@@ -9,7 +9,7 @@ Three independent views of each image must agree, else it is a problem:
 - k-means: spherical k-means over the folder, started from each predicted class's mean feature, so
   every cluster is a class; the image's final cluster.
 
-Features are the kNN features of `zsclip.fewshot` (cosine on L2 embeddings, Hellinger for L1 models).
+Features are the kNN features of `zsclip.fewshot` (cosine on L2 embeddings, on centred log-probabilities for L1 models).
 Undecodable images get the most common label and are problems too.
 """
 

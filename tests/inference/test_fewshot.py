@@ -16,9 +16,14 @@ from zsclip.fewshot import choose_beta, class_evidence, fit_few_shot, knn_featur
 RED, BLUE, YELLOW = (220, 20, 20), (25, 30, 210), (230, 215, 25)
 
 
-def test_knn_features_are_unit_and_hellinger_for_l1():
-    p = np.array([[0.64, 0.36, 0.0]])
-    assert np.allclose(knn_features(p, "l1"), [[0.8, 0.6, 0.0]])
+def test_knn_features_of_a_distribution_are_its_centred_logits():
+    logits = np.array([[2.0, -1.0, 0.5, 3.0], [0.0, 0.0, 4.0, -4.0]])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    assert np.allclose(knn_features(p, "l1"), expected)
+    assert np.allclose(knn_features(7.0 * p, "l1"), expected)  # unnormalised mass: same feature
+    assert np.isfinite(knn_features(np.array([[1.0, 0.0, 0.0]]), "l1")).all()  # zero mass is floored
     assert np.allclose(np.linalg.norm(knn_features(np.array([[3.0, 4.0, 0.0]]), "l2")), 1.0)
 
 
