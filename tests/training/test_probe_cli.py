@@ -64,3 +64,11 @@ def test_probe_embeddings_of_other_data_name_both_sides(tiny_model_dir, tmp_path
                                        "--out", str(tmp_path / "p"), "--embeddings", str(npz)])
     assert result.exit_code == 1
     assert "'unrelated'" in result.output and "'colours'" in result.output and "choose one" not in result.output
+
+
+def test_probe_bad_threads_names_the_option(tiny_model_dir, tmp_path):
+    train = make_labelled(tmp_path / "train")
+    result = CliRunner().invoke(main, ["probe", "--data", str(train), "--model", str(tiny_model_dir),
+                                       "--out", str(tmp_path / "probe"), "--threads", "-1"])
+    assert result.exit_code == 1
+    assert result.output == "error: --threads must be >= 1, got -1\n"

@@ -67,8 +67,10 @@ class ProbeConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.folds < 2 or self.threads < 1 or self.max_iter < 1:
-            raise ConfigError("folds must be >= 2, threads and max_iter >= 1")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.folds < 2 or self.max_iter < 1:
+            raise ConfigError(f"folds must be >= 2 and max_iter >= 1, got {self.folds} and {self.max_iter}")
         if not self.l2_grid or min(self.l2_grid) < 0:
             raise ConfigError("l2_grid must hold non-negative values")
 
