@@ -32,6 +32,7 @@ from zsclip_export.quantize import (
 
 logger = logging.getLogger(__name__)
 IO = IOConfig()
+PQ_NOTE = "navec product-quantisation codes (uint8, 100 groups x 256 codewords), decoded in the graph"
 
 
 def package_version(name: str) -> str:
@@ -55,12 +56,12 @@ def build_into(work: Path, cfg: ExportConfig, step: Callable[[str], None]) -> Ex
                             [IO.image_input], 1e-4, cfg.allow_mismatch)
         for n in (1, 3)
     )
-    text_tower, tokenizer, align_report, phrases = build_text_tower(work, cfg, image_tower.prototypes.numpy(), step)
+    align_report, phrases = build_text_tower(work, cfg, image_tower.prototypes.numpy(), step)
     report.checks["text_alignment"] = align_report
     preprocess = default_manifest(cfg, spec.image_size, {"fp32": Variant("image.onnx", "text.onnx")}, {}).preprocess
-    variants = {"fp32": Variant("image.onnx", "text.onnx", {"method": "none", "text_vectors": "float16"})}
+    variants = {"fp32": Variant("image.onnx", "text.onnx", {"method": "none", "text_vectors": PQ_NOTE})}
     if cfg.quantize:
-        variants["int8"] = quantize_towers(work, cfg, text_tower, phrases, preprocess, report, step)
+        variants["int8"] = quantize_towers(work, cfg, phrases, preprocess, report, step)
     provenance = {
         "image_weights": f"{spec.weights_package.replace('_', '-')}=={package_version(spec.weights_package.replace('_', '-'))}",
         "image_architecture": f"efficientnet-lite-pytorch=={package_version('efficientnet-lite-pytorch')}",
@@ -82,11 +83,11 @@ def label_table_sha() -> str:
     return hashlib.sha256(default_table_path().read_bytes()).hexdigest()
 
 
-def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step: Callable[[str], None]) -> Tuple[Any, Any, Dict, list]:
+def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step: Callable[[str], None]) -> Tuple[Dict, list]:
     from zsclip_train.align import AlignConfig, align_text_tower, encode_phrases
     from zsclip_train.labels import build_phrases, load_label_table
     from zsclip_train.text_tower import NavecTextTower
-    from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, load_navec_vectors
+    from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, load_navec_codebook, load_navec_vectors
 
     step("text tower: navec vocabulary and WordPiece tokenizer")
     vocab = build_vocabulary(load_navec_vectors(), VocabConfig(size=cfg.vocab_size))
@@ -100,14 +101,14 @@ def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step
                     **{k: round(v, 4) for k, v in result.validation.items()}}
     phrases = [p.text for p in build_phrases(rows)]
     ids, mask = encode_phrases(tokenizer, phrases[:512], 16)
-    tower.half_storage()
+    tower.product_quantized_storage(load_navec_codebook())
     export_text_tower(tower, work / "text.onnx", IO)
     check_against_torch("text.onnx", tower, work / "text.onnx", [ids, mask],
                         [IO.text_input_ids, IO.text_attention_mask], 1e-3, cfg.allow_mismatch)
-    return tower, tokenizer, align_report, phrases
+    return align_report, phrases
 
 
-def quantize_towers(work: Path, cfg: ExportConfig, text_tower, phrases: list, preprocess: PreprocessConfig,
+def quantize_towers(work: Path, cfg: ExportConfig, phrases: list, preprocess: PreprocessConfig,
                     report: ExportReport, step: Callable[[str], None]) -> Variant:
     """INT8 text tower (dynamic) and, if it passes the gate, INT8 image tower (static QDQ)."""
 
@@ -115,12 +116,8 @@ def quantize_towers(work: Path, cfg: ExportConfig, text_tower, phrases: list, pr
 
     q = cfg.quantization
     info: Dict[str, Any] = {}
-    step("INT8 text tower: dynamic quantization of MatMul/Gemm and the word-vector table")
-    text_tower.vectors = text_tower.vectors.to(torch.float32)  # quantize from float32 storage
-    fp32_text = work / "text.float32.tmp.onnx"
-    export_text_tower(text_tower, fp32_text, IO)
-    quantize_dynamic_file(fp32_text, work / "text.int8.onnx", ["MatMul", "Gemm", "Gather"])
-    fp32_text.unlink()
+    step("INT8 text tower: dynamic quantization of MatMul/Gemm (the word vectors stay navec's 8-bit codes)")
+    quantize_dynamic_file(work / "text.onnx", work / "text.int8.onnx", ["MatMul", "Gemm"])
     tokenizer_ids, mask = encode_phrases_from(work, phrases)
     feeds = {IO.text_input_ids: tokenizer_ids, IO.text_attention_mask: mask}
     reference, candidate = run_onnx(work / "text.onnx", feeds), run_onnx(work / "text.int8.onnx", feeds)
@@ -131,7 +128,7 @@ def quantize_towers(work: Path, cfg: ExportConfig, text_tower, phrases: list, pr
         raise QuantizationMismatchError(
             f"text.int8.onnx: top-1 agreement {text_gate['top1_agreement']:.3f} < {q.min_agreement}; "
             "pass --allow-mismatch to keep it")
-    info["text"] = {"method": "dynamic-int8 (MatMul, Gemm, Gather)", "gate": text_gate}
+    info["text"] = {"method": "dynamic-int8 (MatMul, Gemm)", "text_vectors": PQ_NOTE, "gate": text_gate}
     info["image"] = quantize_image(work, cfg, preprocess, step)
     report.checks["int8"] = info
     image_file = "image.int8.onnx" if info["image"]["kept"] else "image.onnx"

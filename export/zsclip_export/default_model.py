@@ -35,6 +35,9 @@ from zsclip.paths import default_model_dir
 from zsclip_export.quantize import QuantizeConfig
 
 logger = logging.getLogger(__name__)
+# Bump when the recipe's code changes what it builds with the same options (storage, vocabulary rules, ...):
+# a model dir built by an older revision is then rebuilt instead of being taken as up to date.
+RECIPE_REVISION = 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -49,7 +52,7 @@ class ExportConfig:
     check_images: Optional[Path] = None
     calibration_images: Optional[Path] = None
     max_check_images: int = 300
-    vocab_size: int = 100_000
+    vocab_size: int = 250_000  # all navec words (241K usable); see zsclip_train.vocab
     align_epochs: int = 300  # held-out synonyms top-1 0.619 at 150 epochs, 0.635 at 300
     allow_mismatch: bool = False
     force: bool = False
@@ -65,6 +68,7 @@ class ExportConfig:
         """Hash of everything that changes the built model (not where it goes, nor --force)."""
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images")}
         keys["version"] = __version__
+        keys["recipe_revision"] = RECIPE_REVISION
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

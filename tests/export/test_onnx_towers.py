@@ -10,20 +10,53 @@ from zsclip_export.quantize import QuantizeConfig, quantize_dynamic_file, top1_a
 from zsclip_train.text_tower import NavecTextTower  # noqa: E402
 
 
+def product_vectors(rng, codebook, n):
+    """n vectors made of one codeword per group (as navec's are), after a zero row 0."""
+    groups, entries, _ = codebook.shape
+    picks = rng.integers(0, entries, size=(n, groups))
+    rows = codebook[np.arange(groups)[None, :], picks].reshape(n, -1)
+    return np.vstack([np.zeros((1, rows.shape[1])), rows]).astype(np.float32)
+
+
 @pytest.fixture()
-def tower():
+def codebook():
+    return np.random.default_rng(2).normal(size=(8, 16, 3)).astype(np.float32)
+
+
+@pytest.fixture()
+def tower(codebook):
     rng = np.random.default_rng(1)
-    vectors = np.vstack([np.zeros(24), rng.normal(size=(50, 24))]).astype(np.float32)
-    tower = NavecTextTower(vectors, np.arange(51), rng.uniform(0.1, 1, 51).astype(np.float32),
+    weights = rng.uniform(0.1, 1, 51).astype(np.float32)
+    weights[0] = 0.0
+    tower = NavecTextTower(product_vectors(rng, codebook, 50), np.arange(51), weights,
                            rng.normal(size=(20, 40)).astype(np.float32), hidden=32)
     return tower.eval()
 
 
+def test_product_quantized_storage_is_lossless_and_small(tower, codebook):
+    ids = torch.randint(1, 51, (4, 5))
+    dense = tower.pool(ids, torch.ones_like(ids))
+    tower.product_quantized_storage(codebook)
+    assert tower.codes is not None and tower.codes.dtype == torch.uint8 and tower.codes.shape == (51, 8)
+    assert tower.vectors.numel() == 0
+    assert torch.allclose(tower.pool(ids, torch.ones_like(ids)), dense, atol=1e-6)
+
+
+def test_product_quantized_storage_refuses_vectors_the_codebook_cannot_make(tower, codebook):
+    from zsclip.errors import ConfigError
+
+    tower.vectors[3, 0] += 0.5
+    with pytest.raises(ConfigError, match="not products of the codebook"):
+        tower.product_quantized_storage(codebook)
+    with pytest.raises(ConfigError, match="does not fit"):
+        tower.product_quantized_storage(codebook[:, :, :2])
+
+
 @pytest.mark.parametrize("batch", [1, 5])
-def test_text_tower_onnx_matches_torch(tower, tmp_path, batch):
+def test_text_tower_onnx_matches_torch(tower, codebook, tmp_path, batch):
     io = IOConfig()
     path = tmp_path / "text.onnx"
-    tower.half_storage()
+    tower.product_quantized_storage(codebook)
     export_text_tower(tower, path, io)
     ids = torch.randint(1, 51, (batch, 6))
     ids[0, 4:] = 0
@@ -32,10 +65,10 @@ def test_text_tower_onnx_matches_torch(tower, tmp_path, batch):
     assert error < 1e-4
 
 
-def test_dynamic_int8_text_tower_agrees(tower, tmp_path):
+def test_dynamic_int8_text_tower_agrees(tower, codebook, tmp_path):
     io = IOConfig()
-    export_text_tower(tower, tmp_path / "t.onnx", io)
-    quantize_dynamic_file(tmp_path / "t.onnx", tmp_path / "t8.onnx", ["MatMul", "Gemm", "Gather"])
+    export_text_tower(tower.product_quantized_storage(codebook), tmp_path / "t.onnx", io)
+    quantize_dynamic_file(tmp_path / "t.onnx", tmp_path / "t8.onnx", ["MatMul", "Gemm"])
     import onnxruntime as ort
 
     ids = np.arange(1, 51).reshape(50, 1)

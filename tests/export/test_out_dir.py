@@ -43,3 +43,14 @@ def test_unwritable_parent_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(InputDataError, match="cannot write"):
         prepare_out_dir(tmp_path / "file" / "model")
+
+
+def test_fingerprint_follows_options_and_recipe_revision(tmp_path: Path, monkeypatch) -> None:
+    from zsclip_export import default_model
+    from zsclip_export.default_model import ExportConfig
+
+    base = ExportConfig(out_dir=tmp_path / "a").fingerprint()
+    assert base == ExportConfig(out_dir=tmp_path / "b", force=True).fingerprint()  # where to, and --force: no
+    assert base != ExportConfig(out_dir=tmp_path / "a", vocab_size=50_000).fingerprint()
+    monkeypatch.setattr(default_model, "RECIPE_REVISION", default_model.RECIPE_REVISION + 1)
+    assert base != ExportConfig(out_dir=tmp_path / "a").fingerprint()  # an older build is stale

@@ -36,6 +36,9 @@ class NavecTextTower(nn.Module):
     token_is_piece: torch.Tensor
     token_piece_ok: torch.Tensor
     prototypes: torch.Tensor
+    codes: Optional[torch.Tensor]  # uint8 [W, G] when product-quantised
+    codebook: Optional[torch.Tensor]  # [G * C, S]
+    code_offsets: Optional[torch.Tensor]  # [G]: g * C
 
     def __init__(
         self,
@@ -61,6 +64,8 @@ class NavecTextTower(nn.Module):
         self.register_buffer("token_is_piece", torch.as_tensor(is_piece, dtype=torch.float32))
         # 1 where a token may count inside a split word (long enough), else 0
         self.register_buffer("token_piece_ok", torch.as_tensor(length >= split_piece_min_len, dtype=torch.float32))
+        for name in ("codes", "codebook", "code_offsets"):  # set by product_quantized_storage
+            self.register_buffer(name, None)
         self.register_buffer("prototypes", F.normalize(torch.as_tensor(prototypes, dtype=torch.float32), dim=-1))
         self.mlp = nn.Sequential(
             nn.Linear(dim_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim_out)
@@ -78,7 +83,7 @@ class NavecTextTower(nn.Module):
         in_split_word = torch.clamp(is_piece + next_is_piece, max=1.0)
         keep = 1.0 - in_split_word * (1.0 - self.token_piece_ok[input_ids])
         weights = self.token_weight[input_ids] * mask * keep
-        vectors = self.vectors[self.token_row[input_ids]].to(torch.float32)
+        vectors = self.lookup(self.token_row[input_ids])
         summed = (weights.unsqueeze(-1) * vectors).sum(dim=1)
         mean = summed / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
         return mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-6)
@@ -94,7 +99,43 @@ class NavecTextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.concept_logits(self.project(self.pool(input_ids, attention_mask))), dim=-1)
 
-    def half_storage(self) -> NavecTextTower:
-        """Store word vectors as float16 (halves the ONNX file; pooling still runs in float32)."""
-        self.vectors = self.vectors.to(torch.float16)
+    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        """Word vectors of `rows` (any shape) -> [..., E] float32, from the dense or the product-quantised table."""
+        if self.codes is None:
+            return self.vectors[rows]
+        assert self.codebook is not None and self.code_offsets is not None
+        index = self.codes[rows].to(torch.int64) + self.code_offsets  # [..., G] rows of the flat codebook
+        return self.codebook[index].flatten(-2)
+
+    def product_quantized_storage(self, codebook: np.ndarray) -> NavecTextTower:
+        """Keep the word vectors as product-quantisation codes of `codebook` ([G, C, S], G * S = E).
+
+        navec's vectors *are* such products (100 groups of 3 dimensions, 256 codewords each), so encoding them
+        against navec's own codebook is lossless: one byte per 3 dimensions, 12x smaller than float32, and
+        pooling is unchanged. Row 0 only ever carries weight 0, so its code is arbitrary.
+
+        Raises:
+            ConfigError: the codebook does not fit the vectors, or does not reproduce them exactly.
+        """
+        from zsclip.errors import ConfigError
+
+        groups, entries, width = codebook.shape
+        if groups * width != self.vectors.shape[1] or entries > 256:
+            raise ConfigError(f"codebook {codebook.shape} does not fit {self.vectors.shape[1]}-d vectors in uint8 codes")
+        if float(self.token_weight[self.token_row == 0].abs().sum()) != 0.0:
+            raise ConfigError("tokens on row 0 must weigh 0 (row 0 has no exact code)")
+        vectors = self.vectors.numpy().reshape(len(self.vectors), groups, width)
+        codes = np.empty((len(vectors), groups), np.uint8)
+        worst = 0.0
+        for g in range(groups):
+            words, centres = vectors[:, g, :], codebook[g].astype(np.float32)
+            distance = (centres**2).sum(1)[None, :] - 2.0 * words @ centres.T
+            codes[:, g] = distance.argmin(1)
+            worst = max(worst, float(np.abs(centres[codes[1:, g]] - words[1:]).max(initial=0.0)))
+        if worst > 1e-5:
+            raise ConfigError(f"the word vectors are not products of the codebook (max error {worst:.2e})")
+        self.vectors = torch.zeros(0, self.vectors.shape[1])
+        self.codes = torch.as_tensor(codes)
+        self.codebook = torch.from_numpy(codebook.reshape(groups * entries, width).astype(np.float32, copy=True))
+        self.code_offsets = torch.arange(groups, dtype=torch.int64) * entries
         return self
