@@ -78,4 +78,3 @@ def test_an_inflected_name_pools_to_its_lemma_vector():
     assert vocab.token_weight[ids[1]] == vocab.token_weight[tokenizer.token_to_id("пума")]
     without = build_vocabulary(vectors, VocabConfig(size=100, piece_size=100, min_piece_len=3, inflections=False))
     assert build_tokenizer(without).token_to_id("пумы") is None
-
