@@ -52,6 +52,18 @@ def test_product_quantized_storage_refuses_vectors_the_codebook_cannot_make(towe
         tower.product_quantized_storage(codebook[:, :, :2])
 
 
+def test_product_quantized_storage_guards_row_zero_and_runs_once(tower, codebook):
+    from zsclip.errors import ConfigError
+
+    tower.token_weight[0] = 0.5  # row 0 has no exact code: a token on it must not count
+    with pytest.raises(ConfigError, match="row 0"):
+        tower.product_quantized_storage(codebook)
+    tower.token_weight[0] = 0.0
+    tower.product_quantized_storage(codebook)
+    with pytest.raises(ConfigError, match="already product-quantised"):
+        tower.product_quantized_storage(codebook)
+
+
 @pytest.mark.parametrize("batch", [1, 5])
 def test_text_tower_onnx_matches_torch(tower, codebook, tmp_path, batch):
     io = IOConfig()

@@ -119,6 +119,8 @@ class NavecTextTower(nn.Module):
         """
         from zsclip.errors import ConfigError
 
+        if self.codes is not None:
+            raise ConfigError("the word vectors are already product-quantised")
         groups, entries, width = codebook.shape
         if groups * width != self.vectors.shape[1] or entries > 256:
             raise ConfigError(f"codebook {codebook.shape} does not fit {self.vectors.shape[1]}-d vectors in uint8 codes")
