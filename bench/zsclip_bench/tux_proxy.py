@@ -34,6 +34,7 @@ from zsclip.errors import ConfigError, InputDataError
 
 logger = logging.getLogger(__name__)
 
+FULL_SIZE = 1 << 16  # no early reduction: stamps are written at their own size
 DEFAULT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 SKIPPED_FOLDERS = frozenset({"cartoon", "symbols", "seasonal", "roadsigns", "flags"})
 COARSE: Mapping[str, str] = {
@@ -91,18 +92,16 @@ def find_stamps(root: Path) -> Dict[str, List[Tuple[Path, str]]]:
 
 
 def paste_on_white(png: Path, target: Path) -> bool:
-    """Write the stamp pasted onto white as JPEG; False (with a warning) when it does not decode."""
-    from PIL import Image, UnidentifiedImageError
+    """Write the stamp pasted onto white as JPEG (the runtime's own decoder, `zsclip.preprocess.load_image`,
+    composites transparency onto white); False (with a warning) when it does not decode."""
+    from zsclip.preprocess import ImageDecodeError, load_image
 
     try:
-        with Image.open(png) as image:
-            stamp = image.convert("RGBA")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        image = load_image(png, target_size=FULL_SIZE)
+    except ImageDecodeError as exc:
         logger.warning("%s: not a decodable PNG (%s), left out", png, exc)
         return False
-    canvas = Image.new("RGBA", stamp.size, (255, 255, 255, 255))
-    canvas.alpha_composite(stamp)
-    canvas.convert("RGB").save(target, quality=95)
+    image.save(target, quality=95)
     return True
 
 
