@@ -87,10 +87,11 @@ def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step
     from zsclip_train.align import AlignConfig, align_text_tower, encode_phrases
     from zsclip_train.labels import build_phrases, load_label_table
     from zsclip_train.text_tower import NavecTextTower
-    from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, load_navec_codebook, load_navec_vectors
+    from zsclip_train.vocab import VocabConfig, build_tokenizer, build_vocabulary, load_navec
 
     step("text tower: navec vocabulary and WordPiece tokenizer")
-    vocab = build_vocabulary(load_navec_vectors(), VocabConfig(size=cfg.vocab_size))
+    navec = load_navec()
+    vocab = build_vocabulary(navec.vectors, VocabConfig(size=cfg.vocab_size))
     tokenizer = build_tokenizer(vocab)
     tokenizer.save(str(work / "tokenizer.json"))
     rows = load_label_table()
@@ -101,7 +102,7 @@ def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, step
                     **{k: round(v, 4) for k, v in result.validation.items()}}
     phrases = [p.text for p in build_phrases(rows)]
     ids, mask = encode_phrases(tokenizer, phrases[:512], 16)
-    tower.product_quantized_storage(load_navec_codebook())
+    tower.product_quantized_storage(navec.codebook)
     export_text_tower(tower, work / "text.onnx", IO)
     check_against_torch("text.onnx", tower, work / "text.onnx", [ids, mask],
                         [IO.text_input_ids, IO.text_attention_mask], 1e-3, cfg.allow_mismatch)

@@ -100,8 +100,17 @@ def find_navec_file() -> Path:
     return path
 
 
-def load_navec_vectors(path: Optional[Path] = None) -> Dict[str, np.ndarray]:
-    """Normalised word -> 300-d float32 vector, decoded from navec's product quantisation at once.
+@dataclass(frozen=True)
+class NavecTable:
+    """navec, read once: normalised word -> 300-d float32 vector, and the product-quantisation codebook
+    (float32 [groups, 256, dims per group]) every one of those vectors is a concatenation of codewords from."""
+
+    vectors: Dict[str, np.ndarray]
+    codebook: np.ndarray
+
+
+def load_navec(path: Optional[Path] = None) -> NavecTable:
+    """The navec archive's words, decoded from its product quantisation at once, and its codebook.
 
     Where a word exists with and without `ё`, the `е` spelling's vector wins.
     """
@@ -117,15 +126,7 @@ def load_navec_vectors(path: Optional[Path] = None) -> Dict[str, np.ndarray]:
             continue
         if key not in table or word == key:
             table[key] = vector
-    return table
-
-
-def load_navec_codebook(path: Optional[Path] = None) -> np.ndarray:
-    """navec's product-quantisation codebook, float32 [groups, 256, dims per group] (every navec vector is a
-    concatenation of one codeword per group)."""
-    from navec import Navec
-
-    return np.asarray(Navec.load(str(path or find_navec_file())).pq.codes, dtype=np.float32)
+    return NavecTable(table, np.asarray(pq.codes, dtype=np.float32))
 
 
 def build_vocabulary(vectors: Dict[str, np.ndarray], cfg: VocabConfig) -> Vocabulary:
