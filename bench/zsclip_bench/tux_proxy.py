@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import click
+from zsclip.atomic import atomic_dir
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError, InputDataError
 
@@ -128,16 +127,8 @@ def build_tux_proxy(cfg: TuxProxyConfig) -> Dict[str, Dict[str, int]]:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputDataError(f"{target} exists and is not an empty folder; give a new folder")
     groups = find_stamps(Path(cfg.stamps))
-    out = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(out, ignore_errors=True)
-    try:
-        counts = write_proxy(out, groups, cfg)
-        if target.exists():
-            target.rmdir()
-        os.replace(out, target)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return counts
+    with atomic_dir(target) as out:
+        return write_proxy(out, groups, cfg)
 
 
 def write_proxy(out: Path, groups: Dict[str, List[Tuple[Path, str]]], cfg: TuxProxyConfig) -> Dict[str, Dict[str, int]]:

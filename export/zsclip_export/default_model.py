@@ -10,8 +10,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from zsclip import __version__
+from zsclip.atomic import atomic_dir
 from zsclip.errors import ConfigError, InputDataError, ModelDirError
 from zsclip.manifest import (
     EmbeddingConfig,
@@ -122,38 +121,18 @@ def is_up_to_date(cfg: ExportConfig) -> bool:
     return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants)
 
 
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Check `out_dir` before any work and create its parent; returns the empty temporary build folder.
-
-    `out_dir` may be missing, empty or a model dir (zsclip.json): anything else would be swapped out
-    and deleted by `replace_dir`, so it is refused.
+def check_out_dir(out_dir: Path) -> None:
+    """Check `out_dir` before any work: it may be missing, empty or a model dir (zsclip.json); anything
+    else would be swapped out and deleted when the new build takes its place, so it is refused.
 
     Raises:
-        InputDataError: `out_dir` is a file or a folder with other content, or its parent is not writable.
+        InputDataError: `out_dir` is a file or a folder with other content.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputDataError(f"--out {out_dir} is a file; give a folder for the model dir")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "zsclip.json").is_file():
         raise InputDataError(f"--out {out_dir} is a non-empty folder, not a model dir; it would be replaced: "
                              "give a new folder name")
-    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise InputDataError(f"--out {out_dir}: cannot write in {out_dir.parent} ({exc.strerror or exc})") from None
-    return work
-
-
-def replace_dir(built: Path, target: Path) -> None:
-    """Move `built` into place; an existing `target` is swapped out first and removed after."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(built, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None) -> ExportReport:
@@ -161,7 +140,7 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
 
     Raises:
         ConfigError: missing packages or bad options.
-        InputDataError: unusable `out_dir` (see `prepare_out_dir`).
+        InputDataError: unusable `out_dir` (see `check_out_dir`; or its parent is not writable).
         ExportMismatchError: ONNX differs from PyTorch (unless allow_mismatch).
     """
     started = time.perf_counter()
@@ -169,15 +148,11 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
     if not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir)):
         return ExportReport(out_dir, skipped=True)
     step = on_step or (lambda message: logger.info("%s", message))
-    work = prepare_out_dir(out_dir)
-    try:
-        from zsclip_export.default_build import build_into
+    check_out_dir(out_dir)
+    from zsclip_export.default_build import build_into
 
+    with atomic_dir(out_dir) as work:
         report = build_into(work, cfg, step)
-        replace_dir(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     report.out_dir = out_dir
     report.seconds = time.perf_counter() - started
     return report

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from zsclip.atomic import atomic_dir
 from zsclip.errors import ConfigError
 from zsclip.manifest import IOConfig, ModelManifest, Variant, write_manifest
 
@@ -234,20 +234,16 @@ def export_hf_model(cfg: HfExportConfig, on_step: Optional[Callable[[str], None]
         ExportMismatchError: ONNX or tokenizer differs from the source (unless allow_mismatch).
         QuantizationMismatchError: INT8 fails the gate (unless force); nothing is written.
     """
-    from zsclip_export.default_model import prepare_out_dir, replace_dir
+    from zsclip_export.default_model import check_out_dir
 
     started = time.perf_counter()
     step = on_step or (lambda message: logger.info("%s", message))
     out_dir = Path(cfg.out_dir).expanduser()
-    work = prepare_out_dir(out_dir)
-    try:
+    check_out_dir(out_dir)
+    with atomic_dir(out_dir) as work:
         torch.manual_seed(0)
         np.random.seed(0)
         report = build_into(work, cfg, step)
-        replace_dir(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     report.out_dir = out_dir
     report.seconds = time.perf_counter() - started
     return report

@@ -1,9 +1,10 @@
-"""Atomic file writes: a crash at any moment leaves the previous file or none, never a partial one."""
+"""Atomic writes of files and folders: a crash at any moment leaves the previous one or none, never a partial one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -53,3 +54,37 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty folder next to `target` to build in; when the block succeeds it takes `target`'s place.
+
+    An existing `target` is moved aside first and removed only after the new folder is in place; on any
+    error (or Ctrl-C) the build folder is removed and `target` is left as it was. Callers decide beforehand
+    whether `target` may be replaced at all.
+
+    Raises:
+        InputDataError: the build folder cannot be created next to `target`, or the swap fails.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=str(target.parent)))
+        os.chmod(work, 0o777 & ~current_umask())  # what a plain mkdir gives, not mkdtemp's private 0700
+    except OSError as exc:
+        raise InputDataError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+    try:
+        yield work
+        old = target.with_name(f"{work.name}.old")
+        try:
+            if target.exists():
+                os.replace(target, old)
+            os.replace(work, target)
+        except OSError as exc:
+            if old.exists() and not target.exists():
+                os.replace(old, target)
+            raise InputDataError(f"cannot replace {target} ({exc.strerror or exc})") from None
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -10,7 +10,7 @@ from zsclip.errors import InputDataError
 
 pytest.importorskip("torch")
 from zsclip_export.cli import main  # noqa: E402
-from zsclip_export.default_model import prepare_out_dir  # noqa: E402
+from zsclip_export.default_model import check_out_dir  # noqa: E402
 
 
 @pytest.mark.parametrize("what", ["file", "folder"])
@@ -34,15 +34,12 @@ def test_out_dir_may_be_missing_empty_or_a_model_dir(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "zsclip.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x", encoding="utf-8")
     for name in ("new", "empty", "model"):
-        work = prepare_out_dir(tmp_path / name)
-        assert work.is_dir() and not any(work.iterdir())
-
-
-def test_unwritable_parent_is_an_input_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("x", encoding="utf-8")
-    with pytest.raises(InputDataError, match="cannot write"):
-        prepare_out_dir(tmp_path / "file" / "model")
+        check_out_dir(tmp_path / name)
+    with pytest.raises(InputDataError, match="not a model dir"):
+        check_out_dir(tmp_path / "other")
 
 
 def test_fingerprint_follows_options_and_recipe_revision(tmp_path: Path, monkeypatch) -> None:

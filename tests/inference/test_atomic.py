@@ -2,7 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
-from zsclip.atomic import atomic_open, current_umask
+from zsclip.atomic import atomic_dir, atomic_open, current_umask
+from zsclip.errors import InputDataError
 
 
 @pytest.fixture
@@ -29,3 +30,36 @@ def test_failure_keeps_the_previous_file_and_no_temporary(tmp_path: Path) -> Non
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_dir_replaces_an_existing_folder_only_on_success(tmp_path: Path, umask_027) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as work:
+        assert work.parent == tmp_path and work != target and not any(work.iterdir())
+        assert (target / "old.txt").read_text() == "old"  # untouched while building
+        (work / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert target.stat().st_mode & 0o777 == 0o750  # a plain mkdir's permissions, not mkdtemp's 0700
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no build or swapped-out folder left
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_atomic_dir_failure_leaves_the_target_as_it_was(tmp_path: Path, existing: bool) -> None:
+    target = tmp_path / "model"
+    if existing:
+        target.mkdir()
+        (target / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as work:
+        (work / "half.txt").write_text("half")
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == (["model"] if existing else [])
+    if existing:
+        assert [p.name for p in target.iterdir()] == ["old.txt"]
+
+
+def test_atomic_dir_in_an_unwritable_place_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputDataError, match="cannot write in"), atomic_dir(tmp_path / "file" / "model"):
+        pass

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+from zsclip.atomic import atomic_dir
 from zsclip.classifier import ZeroShotModel, normalize_rows
 from zsclip.embed import EmbedConfig, Embeddings, embed_dir, load_embeddings
 from zsclip.errors import ConfigError, InputDataError, ModelDirError
@@ -331,11 +331,9 @@ def check_probe_out(cfg: ProbeConfig) -> Path:
 
 def write_probe_dir(cfg: ProbeConfig, source: ZeroShotModel, dataset: str, classes: Tuple[str, ...],
                     head: LinearHead, n_train: int) -> Path:
-    """Build the model dir in a temporary folder, check it, then rename it into place."""
+    """Build the model dir in a temporary folder, check it, then swap it into place (`zsclip.atomic.atomic_dir`)."""
     out = check_probe_out(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=str(out.parent)))
-    try:
+    with atomic_dir(out) as tmp:
         manifest, io = source.manifest, source.manifest.io
         variants: Dict[str, Variant] = {}
         for name, variant in manifest.variants.items():
@@ -349,13 +347,6 @@ def write_probe_dir(cfg: ProbeConfig, source: ZeroShotModel, dataset: str, class
         shutil.copyfile(source.model_dir / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
         write_manifest(tmp, probe_manifest(manifest, variants, dataset, classes, head, n_train))
         check_probe_dir(tmp, classes)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir is shared like any export
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
