@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Optional
 
 from zsclip.errors import InputDataError
 
@@ -57,12 +57,16 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path, build_name: Optional[str] = None) -> Iterator[Path]:
     """Yield an empty folder next to `target` to build in; when the block succeeds it takes `target`'s place.
 
     An existing `target` is moved aside first and removed only after the new folder is in place; on any
     error (or Ctrl-C) the build folder is removed and `target` is left as it was. Callers decide beforehand
     whether `target` may be replaced at all.
+
+    The build folder's name is unique (`.NAME.tmp-XXXXXXXX`) unless `build_name` fixes it: for a single writer
+    that is re-run after being killed, whose leftover build folder (and swapped-out folder) is then removed
+    first instead of piling up.
 
     Raises:
         InputDataError: the build folder cannot be created next to `target`, or the swap fails.
@@ -70,13 +74,19 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=str(target.parent)))
-        os.chmod(work, 0o777 & ~current_umask())  # what a plain mkdir gives, not mkdtemp's private 0700
+        if build_name:
+            work = target.parent / build_name
+            for leftover in (work, work.with_name(f"{work.name}.old")):
+                shutil.rmtree(leftover, ignore_errors=True)
+            work.mkdir()
+        else:
+            work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=str(target.parent)))
+            os.chmod(work, 0o777 & ~current_umask())  # what a plain mkdir gives, not mkdtemp's private 0700
     except OSError as exc:
         raise InputDataError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     try:
         yield work
-        old = target.with_name(f"{work.name}.old")
+        old = work.with_name(f"{work.name}.old")
         try:
             if target.exists():
                 os.replace(target, old)

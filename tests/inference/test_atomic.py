@@ -63,3 +63,15 @@ def test_atomic_dir_in_an_unwritable_place_is_an_input_error(tmp_path: Path) -> 
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputDataError, match="cannot write in"), atomic_dir(tmp_path / "file" / "model"):
         pass
+
+
+def test_atomic_dir_with_a_fixed_build_name_clears_a_killed_run_s_leftovers(tmp_path: Path) -> None:
+    target = tmp_path / "step-00000010"
+    for leftover in ("step-00000010.tmp", "step-00000010.tmp.old"):  # what kill -9 mid-build / mid-swap leaves
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "state.pt").write_text("stale")
+    with atomic_dir(target, build_name="step-00000010.tmp") as work:
+        assert work == tmp_path / "step-00000010.tmp" and not any(work.iterdir())
+        (work / "state.pt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000010"]
+    assert (target / "state.pt").read_text() == "new"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import shutil
@@ -12,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+from zsclip.atomic import atomic_dir
 from zsclip.errors import InputDataError
 
 from zsclip_train.ddp import DistContext, gather_objects
@@ -49,15 +49,10 @@ def save_checkpoint(out_dir: Path, step: int, micro_step: int, model: torch.nn.M
         return None
     root = Path(out_dir) / "checkpoints"
     final = root / f"step-{step:08d}"
-    tmp = root / f"step-{step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({"step": step, "micro_step": micro_step, "world_size": ctx.world_size, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states},
-               tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final, build_name=f"{final.name}.tmp") as tmp:
+        torch.save({"step": step, "micro_step": micro_step, "world_size": ctx.world_size, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states},
+                   tmp / "state.pt")
     for old in sorted(p for p in root.glob("step-*") if _STEP_DIR.search(p.name))[:-keep]:
         shutil.rmtree(old)
     logger.info("checkpoint %s", final)

@@ -11,7 +11,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zsclip.atomic import atomic_dir
 from zsclip.errors import ConfigError, ModelDirError
 
 IMAGE_TOWERS = ("tiny", "effnet-lite0")
@@ -160,23 +160,18 @@ class TwoTower(nn.Module):
 
 
 def save_pretrained(model: TwoTower, out_dir: Path, tokenizer_file: Path, extra: Mapping[str, Any]) -> Path:
-    """Write config.json + pytorch_model.bin + tokenizer.json into `out_dir` atomically (tmp dir + rename)."""
+    """Write config.json + pytorch_model.bin + tokenizer.json into `out_dir` atomically (`zsclip.atomic.atomic_dir`)."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     mean, std = model.config.mean_std
     config: Dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "model": model.config.__dict__, "mean": mean, "std": std,
         "resize_mode": "shortest_edge_center_crop", "interpolation": "bicubic", "pad_id": 0, "unk_id": 1,
         "logit_scale": model.scale().item(), "logit_bias": model.logit_bias.item(), **extra,
     }
-    (tmp / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "pytorch_model.bin")
-    shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir, build_name=out_dir.name + ".tmp") as tmp:
+        (tmp / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "pytorch_model.bin")
+        shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
     return out_dir
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import numpy as np
+from zsclip.atomic import atomic_dir
 from zsclip.errors import ConfigError, InputDataError
 
 from zsclip_train.shards import index_shard, list_shards, read_member
@@ -196,16 +196,20 @@ def prepare_dataset(cfg: PrepareConfig) -> PrepareStats:
     Raises:
         InputDataError: unreadable inputs, no shard, or no image with a usable query.
     """
-    from zsclip_train.data_tokenizer import train_tokenizer
-
     reasons: Counter = Counter()
     queries = read_metadata(cfg.metadata, cfg.clean, reasons)
     shards = list_shards(cfg.shard_dir)
     if not shards:
         raise InputDataError(f"no *.tar shard in {cfg.shard_dir}; run `zsclip-train download` first")
-    tmp = cfg.out_dir.with_name(cfg.out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_dir(cfg.out_dir, build_name=cfg.out_dir.name + ".partial") as tmp:
+        return write_prepared(tmp, cfg, queries, shards, reasons)
+
+
+def write_prepared(tmp: Path, cfg: PrepareConfig, queries: Dict[str, List[str]], shards: List[Path],
+                   reasons: Counter) -> PrepareStats:
+    """Write the prepared dir's files into `tmp` (the build folder) and return its statistics."""
+    from zsclip_train.data_tokenizer import train_tokenizer
+
     rows: List[Tuple[int, int, int, int, int]] = []
     seen, without_queries, offset = set(), 0, 0
     words: Counter = Counter()
@@ -248,7 +252,4 @@ def prepare_dataset(cfg: PrepareConfig) -> PrepareStats:
         "top_words": words.most_common(cfg.top_words),
     })
     (tmp / "stats.json").write_text(json.dumps(stats.data, ensure_ascii=False, indent=1), encoding="utf-8")
-    if cfg.out_dir.exists():
-        shutil.rmtree(cfg.out_dir)
-    tmp.rename(cfg.out_dir)
     return stats
