@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from zsclip.manifest import IOConfig, PreprocessConfig, Variant
 
 from zsclip_export.default_model import (
+    GLOSSARY_FILE,
     ExportConfig,
     ExportReport,
     default_manifest,
@@ -58,6 +60,7 @@ def build_into(work: Path, cfg: ExportConfig, step: Callable[[str], None]) -> Ex
     )
     align_report, phrases = build_text_tower(work, cfg, image_tower.prototypes.numpy(), step)
     report.checks["text_alignment"] = align_report
+    glossary_note = write_glossary(work, cfg, phrases, step)
     preprocess = default_manifest(cfg, spec.image_size, {"fp32": Variant("image.onnx", "text.onnx")}, {}).preprocess
     variants = {"fp32": Variant("image.onnx", "text.onnx", {"method": "none", "text_vectors": PQ_NOTE})}
     if cfg.quantize:
@@ -69,12 +72,28 @@ def build_into(work: Path, cfg: ExportConfig, step: Callable[[str], None]) -> Ex
         "word_vectors": f"navec_news_v1_1B_250K_300d_100q (natasha=={package_version('natasha')})",
         "word_frequencies": f"wordfreq=={package_version('wordfreq')}",
         "label_table_sha256": label_table_sha(),
+        "glossary": glossary_note,
         "alignment": align_report,
         "exporter": f"zsclip-export {package_version('zsclip')}, torch {torch.__version__}",
     }
     finish_manifest(work, default_manifest(cfg, spec.image_size, variants, provenance))
     report.sizes_mb = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(work.iterdir())}
     return report
+
+
+def write_glossary(work: Path, cfg: ExportConfig, phrases: list, step: Callable[[str], None]) -> str:
+    """`glossary.json`: Wiktionary definitions of the words the label table does not teach."""
+    if not cfg.glossary_senses:
+        return "none"
+    from zsclip_train.glossary import GlossaryConfig, build_glossary
+
+    glossary = build_glossary(phrases, GlossaryConfig(senses=cfg.glossary_senses))
+    (work / GLOSSARY_FILE).write_text(json.dumps(glossary, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+                                      encoding="utf-8")
+    step(f"glossary: {len(glossary)} Wiktionary entries (up to {cfg.glossary_senses} senses each, "
+         f"label-table names left out), weight {cfg.gloss_weight}")
+    return (f"wiki-ru-wordnet=={package_version('wiki-ru-wordnet')} (Wiktionary, CC BY-SA): {len(glossary)} entries, "
+            f"{cfg.glossary_senses} senses")
 
 
 def label_table_sha() -> str:

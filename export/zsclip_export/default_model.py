@@ -36,7 +36,8 @@ from zsclip_export.quantize import QuantizeConfig
 logger = logging.getLogger(__name__)
 # Bump when the recipe's code changes what it builds with the same options (storage, vocabulary rules, ...):
 # a model dir built by an older revision is then rebuilt instead of being taken as up to date.
-RECIPE_REVISION = 2
+RECIPE_REVISION = 3  # 3: Wiktionary glossary
+GLOSSARY_FILE = "glossary.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -53,12 +54,17 @@ class ExportConfig:
     max_check_images: int = 300
     vocab_size: int = 250_000  # all navec words (241K usable); see zsclip_train.vocab
     align_epochs: int = 300  # held-out synonyms top-1 0.619 at 150 epochs, 0.635 at 300
+    # Wiktionary definitions for names the label table does not teach (zsclip_train.glossary); 0 senses = none.
+    glossary_senses: int = 2
+    gloss_weight: float = 0.5
     allow_mismatch: bool = False
     force: bool = False
 
     def __post_init__(self) -> None:
         if self.max_check_images < 1 or self.vocab_size < 1000 or self.align_epochs < 1:
             raise ConfigError("max_check_images >= 1, vocab_size >= 1000 and align_epochs >= 1 are required")
+        if self.glossary_senses < 0 or not 0.0 <= self.gloss_weight <= 1.0:
+            raise ConfigError("glossary_senses >= 0 and gloss_weight in [0, 1] are required")
         for folder in (self.check_images, self.calibration_images):
             if folder is not None and not Path(folder).is_dir():
                 raise ConfigError(f"image folder {folder} does not exist")
@@ -166,7 +172,8 @@ def default_manifest(cfg: ExportConfig, image_size: int, variants: Dict[str, Var
         family="concept-two-tower",
         embedding=EmbeddingConfig(dim=1000, norm="l1", logit_scale=100.0, prior_correction=1.0),
         preprocess=PreprocessConfig(image_size, "shortest_edge_center_crop", "bicubic", LITE_MEAN, LITE_STD),
-        text=TextConfig(context_length=16, pad_id=0, unk_id=1, prompts=("{}",)),
+        text=TextConfig(context_length=16, pad_id=0, unk_id=1, prompts=("{}",),
+                        glossary_file=GLOSSARY_FILE if cfg.glossary_senses else None, gloss_weight=cfg.gloss_weight),
         variants=variants,
         io=IOConfig(),
         provenance={**provenance, "fingerprint": cfg.fingerprint()},

@@ -8,6 +8,7 @@ from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from zsclip.glossary import Glossary, gloss_key, load_glossary
 from zsclip.manifest import ModelManifest, load_manifest
 from zsclip.session import SessionConfig, create_session
 from zsclip.text import expand_prompts, load_tokenizer, tokenize, unknown_only
@@ -60,6 +61,7 @@ class ZeroShotModel:
         self.tokenizer = load_tokenizer(self.model_dir / self.manifest.tokenizer_file)
         self._image_session = None
         self._text_session = None
+        self._glossary: Optional[Glossary] = None
 
     @property
     def image_session(self):  # noqa: ANN201 - onnxruntime type
@@ -72,6 +74,14 @@ class ZeroShotModel:
         if self._text_session is None:
             self._text_session = create_session(self.model_dir / self.variant.text_file, self.session_config)
         return self._text_session
+
+    @property
+    def glossary(self) -> Glossary:
+        """The model's glossary (empty when its manifest names none)."""
+        if self._glossary is None:
+            name = self.manifest.text.glossary_file
+            self._glossary = load_glossary(self.model_dir / name) if name else {}
+        return self._glossary
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """[B, 3, H, W] float32 -> normalised image embeddings [B, D]."""
@@ -101,7 +111,25 @@ class ZeroShotModel:
                 logger.warning("class name %r has no word the model knows; its score is a guess", name)
         texts = [text for name in class_names for text in expand_prompts(name, prompts)]
         embeds = self.encode_texts(texts).reshape(len(class_names), len(prompts), -1)
-        return normalize_rows(embeds.mean(axis=1), self.manifest.embedding.norm)
+        return self.mix_glosses(class_names, normalize_rows(embeds.mean(axis=1), self.manifest.embedding.norm))
+
+    def mix_glosses(self, class_names: Sequence[str], class_embeds: np.ndarray) -> np.ndarray:
+        """Names found whole in the glossary: (1 - w) * name + w * mean of their definitions, renormalised."""
+        weight = self.manifest.text.gloss_weight
+        found = [(i, self.glossary[gloss_key(name)]) for i, name in enumerate(class_names)
+                 if gloss_key(name) in self.glossary]
+        if not found or weight == 0.0:
+            return class_embeds
+        definitions = [text for _, texts in found for text in texts]
+        gloss_embeds = self.encode_texts(definitions)
+        mixed = class_embeds.copy()
+        start = 0
+        for i, texts in found:
+            mean = normalize_rows(gloss_embeds[start : start + len(texts)].mean(axis=0), self.manifest.embedding.norm)
+            mixed[i] = (1.0 - weight) * class_embeds[i] + weight * mean
+            start += len(texts)
+        logger.debug("glossary: %d of %d class names mixed with their definitions", len(found), len(class_names))
+        return normalize_rows(mixed, self.manifest.embedding.norm)
 
     def score(self, image_embeds: np.ndarray, class_embeds: np.ndarray) -> np.ndarray:
         """Logits [B, C] = scale * image . class + bias."""

@@ -8,6 +8,7 @@ A model directory holds::
     image.int8.onnx    image tower of variant "int8" (may be the FP32 file when the
     text.int8.onnx     fidelity gate kept that tower in FP32)
     tokenizer.json     a `tokenizers` tokenizer
+    glossary.json      optional: definitions of words the text head was not taught (zsclip.glossary)
 
 Export writes it (`write_manifest`), inference reads it (`load_manifest`); nobody edits it by hand.
 """
@@ -25,7 +26,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from zsclip.errors import ModelDirError
 
 MANIFEST_NAME = "zsclip.json"
-FORMAT_VERSION = "1.1"  # 1.1: optional fixed_classes
+FORMAT_VERSION = "1.2"  # 1.1: optional fixed_classes; 1.2: optional text.glossary_file
 RESIZE_MODES = ("shortest_edge_center_crop", "squash")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 NORMS = ("l2", "l1")
@@ -62,12 +63,17 @@ class TextConfig:
     pad_id: int = 0
     unk_id: Optional[int] = None
     prompts: Tuple[str, ...] = ("{}",)
+    # A class name found in the glossary is embedded as (1 - w) * name + w * mean(definitions).
+    glossary_file: Optional[str] = None
+    gloss_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if self.context_length < 1:
             raise ModelDirError(f"text.context_length must be >= 1, got {self.context_length}")
         if not self.prompts or any("{}" not in p for p in self.prompts):
             raise ModelDirError("text.prompts must be a non-empty list of templates, each holding '{}'")
+        if not 0.0 <= self.gloss_weight <= 1.0:
+            raise ModelDirError(f"text.gloss_weight must be in [0, 1], got {self.gloss_weight}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,8 @@ class ModelManifest:
 
     def referenced_files(self) -> Tuple[str, ...]:
         names = {self.tokenizer_file}
+        if self.text.glossary_file:
+            names.add(self.text.glossary_file)
         for v in self.variants.values():
             names.update((v.image_file, v.text_file))
         return tuple(sorted(names))
