@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,10 +133,15 @@ def check_out_dir(out_dir: Path) -> None:
     else would be swapped out and deleted when the new build takes its place, so it is refused.
 
     Raises:
-        InputDataError: `out_dir` is a file or a folder with other content.
+        InputDataError: `out_dir` is a file or a folder with other content, or its place is not writable.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputDataError(f"--out {out_dir} is a file; give a folder for the model dir")
+    ancestor = out_dir.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputDataError(f"--out {out_dir}: cannot write in {ancestor}")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "zsclip.json").is_file():
         raise InputDataError(f"--out {out_dir} is a non-empty folder, not a model dir; it would be replaced: "
                              "give a new folder name")

@@ -30,6 +30,15 @@ def test_export_refuses_to_replace_user_data(tmp_path: Path, what: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]  # no build folder left
 
 
+def test_out_dir_under_a_file_is_refused_naming_the_option(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--out", str(tmp_path / "notes.txt" / "deeper" / "model")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --out ") and "cannot write in" in result.output
+    assert result.output.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_out_dir_may_be_missing_empty_or_a_model_dir(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "model").mkdir()
