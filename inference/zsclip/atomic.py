@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
@@ -56,6 +58,32 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[
         raise
 
 
+def build_prefix(target: Path, pid: int) -> str:
+    """Name prefix of the build folders of process `pid` on this host for `target`."""
+    host = socket.gethostname().replace("-", "_") or "host"
+    return f".{target.name}.tmp-{host}-{pid}-"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_dead_builds(target: Path) -> None:
+    """Remove build folders (and their swapped-out `.old`) left beside `target` by processes of this host
+    that no longer run (kill -9, power loss). Another host's or a live process's folders are left alone."""
+    head = build_prefix(target, 0)[: -len("0-")]
+    for folder in target.parent.glob(glob.escape(head) + "*"):
+        pid_text = folder.name[len(head):].split("-", 1)[0]
+        if folder.is_dir() and pid_text.isdigit() and not process_alive(int(pid_text)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path, build_name: Optional[str] = None) -> Iterator[Path]:
     """Yield an empty folder next to `target` to build in; when the block succeeds it takes `target`'s place.
@@ -64,9 +92,10 @@ def atomic_dir(target: Path, build_name: Optional[str] = None) -> Iterator[Path]
     error (or Ctrl-C) the build folder is removed and `target` is left as it was. Callers decide beforehand
     whether `target` may be replaced at all.
 
-    The build folder's name is unique (`.NAME.tmp-XXXXXXXX`) unless `build_name` fixes it: for a single writer
-    that is re-run after being killed, whose leftover build folder (and swapped-out folder) is then removed
-    first instead of piling up.
+    The build folder's name is unique (`.NAME.tmp-HOST-PID-XXXXXXXX`); build folders that a killed process on
+    this host left beside `target` are removed first (`remove_dead_builds`). `build_name` fixes the name
+    instead: for a single writer that is re-run after being killed, whose leftover build folder (and
+    swapped-out folder) is then removed first.
 
     Raises:
         InputDataError: the build folder cannot be created next to `target`, or the swap fails.
@@ -80,7 +109,8 @@ def atomic_dir(target: Path, build_name: Optional[str] = None) -> Iterator[Path]
                 shutil.rmtree(leftover, ignore_errors=True)
             work.mkdir()
         else:
-            work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=str(target.parent)))
+            remove_dead_builds(target)
+            work = Path(tempfile.mkdtemp(prefix=build_prefix(target, os.getpid()), dir=str(target.parent)))
             os.chmod(work, 0o777 & ~current_umask())  # what a plain mkdir gives, not mkdtemp's private 0700
     except OSError as exc:
         raise InputDataError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None

@@ -2,7 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
-from zsclip.atomic import atomic_dir, atomic_open, current_umask
+from zsclip.atomic import atomic_dir, atomic_open, build_prefix, current_umask
 from zsclip.errors import InputDataError
 
 
@@ -75,3 +75,21 @@ def test_atomic_dir_with_a_fixed_build_name_clears_a_killed_run_s_leftovers(tmp_
         (work / "state.pt").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["step-00000010"]
     assert (target / "state.pt").read_text() == "new"
+
+
+def test_atomic_dir_removes_build_folders_of_dead_processes_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    target = tmp_path / "model"
+    killed = tmp_path / (build_prefix(target, int(dead.stdout)) + "abcd1234")  # what kill -9 left
+    killed.mkdir()
+    (killed.with_name(killed.name + ".old")).mkdir()
+    running = tmp_path / (build_prefix(target, os.getpid()) + "efgh5678")  # another build of a live process
+    running.mkdir()
+    other_host = tmp_path / ".model.tmp-elsewhere-1-ijkl9012"
+    other_host.mkdir()
+    with atomic_dir(target) as work:
+        assert work.name.startswith(build_prefix(target, os.getpid()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", running.name, other_host.name])
