@@ -8,13 +8,13 @@ sections that describe preprocessing, text inputs and scoring exactly as the sou
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
 from zsclip.errors import ConfigError
+from zsclip.jsonfile import read_json_object
 from zsclip.manifest import EmbeddingConfig, PreprocessConfig, TextConfig
 
 logger = logging.getLogger(__name__)
@@ -68,13 +68,7 @@ def resolve_source(source: str) -> Path:
 
 
 def read_json(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, ConfigError)
 
 
 def detect_family(folder: Path) -> str:

@@ -9,12 +9,12 @@ definitions («крупное жвачное млекопитающее с оч�
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Dict, Tuple
 
 from zsclip.errors import ModelDirError
+from zsclip.jsonfile import read_json_object
 
 _NOT_WORD = re.compile(r"[^\w\s-]")
 
@@ -36,12 +36,7 @@ def load_glossary(path: Path) -> Glossary:
     Raises:
         ModelDirError: unreadable file, bad JSON, or not `{str: [str, ...]}`.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{path}: unreadable glossary ({exc}); re-run zsclip-export") from None
-    if not isinstance(data, dict):
-        raise ModelDirError(f"{path}: a glossary must be a JSON object {{name: [definitions]}}")
+    data = read_json_object(path, ModelDirError, "glossary")
     glossary: Glossary = {}
     for key, definitions in data.items():
         if not isinstance(definitions, list) or not all(isinstance(d, str) and d for d in definitions):

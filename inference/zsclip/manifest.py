@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from zsclip.errors import ModelDirError
+from zsclip.jsonfile import read_json_object
 
 MANIFEST_NAME = "zsclip.json"
 FORMAT_VERSION = "1.2"  # 1.1: optional fixed_classes; 1.2: optional text.glossary_file
@@ -241,12 +242,7 @@ def load_manifest(model_dir: Path, verify: bool = True) -> ModelManifest:
         )
     if not path.is_file():
         raise ModelDirError(f"{MANIFEST_NAME} missing in {model_dir}; it is not a zsclip model dir")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(data, dict):
-        raise ModelDirError(f"{path}: manifest must be a JSON object")
+    data = read_json_object(path, ModelDirError, "manifest")
     manifest = manifest_from_dict(data, where=str(path))
     if verify:
         verify_files(model_dir, manifest)
