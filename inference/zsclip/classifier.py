@@ -107,7 +107,8 @@ class ZeroShotModel:
         """Per class: mean of its normalised prompt embeddings, renormalised. [C, D]."""
         prompts = self.manifest.text.prompts
         for name in class_names:
-            if unknown_only(self.tokenizer, name, self.manifest.text):
+            glossed = self.manifest.text.gloss_weight > 0 and gloss_key(name) in self.glossary
+            if unknown_only(self.tokenizer, name, self.manifest.text) and not glossed:
                 logger.warning("class name %r has no word the model knows; its score is a guess", name)
         texts = [text for name in class_names for text in expand_prompts(name, prompts)]
         embeds = self.encode_texts(texts).reshape(len(class_names), len(prompts), -1)

@@ -40,6 +40,18 @@ def test_definitions_are_mixed_into_a_glossed_name_only(tiny_model_dir, tmp_path
     assert got[0][0] > base[0][0] + 0.1  # the name moved towards red
 
 
+def test_a_name_the_model_cannot_read_is_rescued_by_its_definition(tiny_model_dir, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        ZeroShotModel(tiny_model_dir).build_class_embeddings(["жираф"])
+    assert "'жираф' has no word the model knows" in caplog.text
+    caplog.clear()
+    model = ZeroShotModel(with_glossary(tiny_model_dir, tmp_path, {"жираф": ["зеленый"]}))
+    with caplog.at_level("WARNING"):
+        got = model.build_class_embeddings(["Жираф", "синий"])
+    assert "no word the model knows" not in caplog.text
+    assert got[0].argmax() == 1  # green: what its definition says
+
+
 def test_zero_weight_or_empty_glossary_changes_nothing(tiny_model_dir, tmp_path):
     base = ZeroShotModel(tiny_model_dir).build_class_embeddings(["цвет", "синий"])
     model = ZeroShotModel(with_glossary(tiny_model_dir, tmp_path, {"цвет": ["красный"]}, weight=0.0))
