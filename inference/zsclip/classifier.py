@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -107,19 +107,23 @@ class ZeroShotModel:
         """Per class: mean of its normalised prompt embeddings, renormalised. [C, D]."""
         prompts = self.manifest.text.prompts
         for name in class_names:
-            glossed = self.manifest.text.gloss_weight > 0 and gloss_key(name) in self.glossary
-            if unknown_only(self.tokenizer, name, self.manifest.text) and not glossed:
+            if unknown_only(self.tokenizer, name, self.manifest.text) and not self.definitions_of(name):
                 logger.warning("class name %r has no word the model knows; its score is a guess", name)
         texts = [text for name in class_names for text in expand_prompts(name, prompts)]
         embeds = self.encode_texts(texts).reshape(len(class_names), len(prompts), -1)
         return self.mix_glosses(class_names, normalize_rows(embeds.mean(axis=1), self.manifest.embedding.norm))
 
+    def definitions_of(self, name: str) -> Tuple[str, ...]:
+        """The glossary's definitions of a whole class name; none when it has no entry or `gloss_weight` is 0."""
+        if self.manifest.text.gloss_weight == 0.0:
+            return ()
+        return self.glossary.get(gloss_key(name), ())
+
     def mix_glosses(self, class_names: Sequence[str], class_embeds: np.ndarray) -> np.ndarray:
         """Names found whole in the glossary: (1 - w) * name + w * mean of their definitions, renormalised."""
         weight = self.manifest.text.gloss_weight
-        found = [(i, self.glossary[gloss_key(name)]) for i, name in enumerate(class_names)
-                 if gloss_key(name) in self.glossary]
-        if not found or weight == 0.0:
+        found = [(i, texts) for i, name in enumerate(class_names) if (texts := self.definitions_of(name))]
+        if not found:
             return class_embeds
         definitions = [text for _, texts in found for text in texts]
         gloss_embeds = self.encode_texts(definitions)
