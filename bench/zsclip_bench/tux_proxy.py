@@ -19,7 +19,6 @@ decides image-side knobs on these sets (numbers in the issues' notes), never on 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ from zsclip.atomic import atomic_dir
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError, InputDataError
 
+from zsclip_bench.proxy_layout import check_new_dir, write_dataset, write_gt
+
 logger = logging.getLogger(__name__)
 
-FULL_SIZE = 1 << 16  # no early reduction: stamps are written at their own size
 DEFAULT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 SKIPPED_FOLDERS = frozenset({"cartoon", "symbols", "seasonal", "roadsigns", "flags"})
 COARSE: Mapping[str, str] = {
@@ -90,32 +90,6 @@ def find_stamps(root: Path) -> Dict[str, List[Tuple[Path, str]]]:
     return groups
 
 
-def paste_on_white(png: Path, target: Path) -> bool:
-    """Write the stamp pasted onto white as JPEG (the runtime's own decoder, `zsclip.preprocess.load_image`,
-    composites transparency onto white); False (with a warning) when it does not decode."""
-    from zsclip.preprocess import ImageDecodeError, load_image
-
-    try:
-        image = load_image(png, target_size=FULL_SIZE)
-    except ImageDecodeError as exc:
-        logger.warning("%s: not a decodable PNG (%s), left out", png, exc)
-        return False
-    image.save(target, quality=95)
-    return True
-
-
-def write_dataset(folder: Path, classes: List[str], items: List[Tuple[Path, int]]) -> Dict[str, int]:
-    """classes.json + img/NNNN.jpg; returns stem -> class index of the images written."""
-    (folder / "img").mkdir(parents=True)
-    (folder / "classes.json").write_text(json.dumps(classes, ensure_ascii=False), encoding="utf-8")
-    labels = {}
-    for i, (png, label) in enumerate(items):
-        stem = f"{i:04d}"
-        if paste_on_white(png, folder / "img" / f"{stem}.jpg"):
-            labels[stem] = label
-    return labels
-
-
 def build_tux_proxy(cfg: TuxProxyConfig) -> Dict[str, Dict[str, int]]:
     """Write `fine/` and `coarse/` (each `datasets/` + `gt.json`) under `cfg.out_dir` (built aside and
     renamed into place: a failure leaves nothing); returns {"fine/<dataset>": {"images", "classes"}, ...}.
@@ -124,8 +98,7 @@ def build_tux_proxy(cfg: TuxProxyConfig) -> Dict[str, Dict[str, int]]:
         InputDataError: no stamps, or `out_dir` exists and is not empty.
     """
     target = Path(cfg.out_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InputDataError(f"{target} exists and is not an empty folder; give a new folder")
+    check_new_dir(target)
     groups = find_stamps(Path(cfg.stamps))
     with atomic_dir(target) as out:
         return write_proxy(out, groups, cfg)
@@ -151,7 +124,7 @@ def write_proxy(out: Path, groups: Dict[str, List[Tuple[Path, str]]], cfg: TuxPr
         counts["coarse/tux_coarse"] = {"images": len(coarse_gt["tux_coarse"]), "classes": len(coarse_classes)}
     for split, gt in (("fine", fine_gt), ("coarse", coarse_gt)):
         if gt:
-            (out / split / "gt.json").write_text(json.dumps(gt, ensure_ascii=False), encoding="utf-8")
+            write_gt(out / split / "gt.json", gt)
     return counts
 
 

@@ -64,7 +64,7 @@ def test_an_undecodable_stamp_is_left_out_with_a_warning(tmp_path, caplog):
     (root / "animals" / "birds" / "bird1.png").write_bytes(b"not a png")
     counts = build_tux_proxy(TuxProxyConfig(out_dir=tmp_path / "proxy", stamps=root, min_fine=3))
     assert counts["fine/animals_birds"]["images"] == 3
-    assert "bird1.png: not a decodable PNG" in caplog.text
+    assert "bird1.png: not a decodable picture" in caplog.text
     gt = json.loads((tmp_path / "proxy" / "fine" / "gt.json").read_text(encoding="utf-8"))
     assert "0001" not in gt["animals_birds"]
     assert not (tmp_path / "proxy" / "fine" / "datasets" / "animals_birds" / "img" / "0001.jpg").exists()
