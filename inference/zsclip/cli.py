@@ -81,7 +81,8 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
-              help="Strength 0..1 of the per-dataset prior correction (default: the model's).")
+              help="Strength 0..1 of the per-dataset prior correction, which assumes balanced classes "
+                   "(default: the model's; 0 suits unbalanced data).")
 @click.option("--support", "support_dir", type=click.Path(path_type=Path), default=None,
               help="Few-shot photos: SUPPORT/<dataset>/<class_index>/*.jpg (any subset of classes).")
 @click.option("--spread/--no-spread", default=True, show_default=True,
