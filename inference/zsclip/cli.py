@@ -70,15 +70,23 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that runs a model: --model, --variant, --threads, --batch-size,
+    --decode-workers (shown in that order)."""
+    func = click.option("--decode-workers", type=int, default=0, show_default=True,
+                        help="Image-decoding threads (0: one per usable CPU).")(func)
+    func = click.option("--batch-size", type=int, default=32, show_default=True)(func)
+    func = click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")(func)
+    func = click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")(func)
+    func = click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+                        help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")(func)
+    return func
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.argument("out_json", type=click.Path(path_type=Path))
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
-@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
-@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
+@runtime_options
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
               help="Strength 0..1 of the per-dataset prior correction, which assumes balanced classes "
@@ -196,12 +204,7 @@ def progress_callbacks(label: str, enabled: bool = True) -> tuple:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="The .npz file to write.")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
-@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
-@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
+@runtime_options
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of recording it.")
 @common_options
 @run_guarded
@@ -239,12 +242,7 @@ def embed_main(
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="labels.csv to write.")
 @click.option("--review", "review_dir", type=click.Path(path_type=Path), default=None,
               help="Also write an offline review page (index.html) into this folder.")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help="Model dir (default: $ZSCLIP_MODEL_DIR or ~/.local/share/zsclip/models/ru-effnet-lite2-navec).")
-@click.option("--variant", default=None, help="Model variant: fp32 or int8 (default: the manifest's).")
-@click.option("--threads", type=int, default=0, show_default=True, help="onnxruntime threads (0: all cores).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--decode-workers", type=int, default=0, show_default=True, help="Image-decoding threads (0: one per usable CPU).")
+@runtime_options
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of flagging it.")
 @common_options
 @run_guarded
