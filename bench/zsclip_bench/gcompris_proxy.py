@@ -133,18 +133,18 @@ def choose_pictures(resources: Mapping[str, bytes]) -> Dict[str, List[Tuple[str,
     sets: Dict[str, List[Tuple[str, str]]] = {"gc_coarse": [], "gc_tools": [], "gc_animals": [], "gc_words": []}
     words = json.loads(resources[WORD_NAMES].decode("utf-8")) if WORD_NAMES in resources else {}
     for path in pictures:
-        folder, stem = str(PurePosixPath(path).parent), picture_stem(path)
+        folder, file_stem = str(PurePosixPath(path).parent), PurePosixPath(path).stem
         if folder.startswith(CATEGORY_IMAGES + "/"):
-            category = folder[len(CATEGORY_IMAGES) + 1 :]
-            key = f"{category}/{stem}" if category == "renewable" else category
+            category, thing = folder[len(CATEGORY_IMAGES) + 1 :], picture_stem(path)
+            key = f"{category}/{thing}" if category == "renewable" else category
             if key in COARSE:
                 sets["gc_coarse"].append((path, COARSE[key]))
-            if category == "tools" and stem in TOOLS:
-                sets["gc_tools"].append((path, TOOLS[stem]))
-        elif folder.startswith(ACTIVITIES + "/explore_") and PurePosixPath(path).stem in ANIMALS:
-            sets["gc_animals"].append((path, ANIMALS[PurePosixPath(path).stem]))
-        elif folder == WORD_PICTURES and PurePosixPath(path).stem not in NOT_THINGS:
-            name = words.get(PurePosixPath(path).stem + ".ogg")
+            if category == "tools" and thing in TOOLS:
+                sets["gc_tools"].append((path, TOOLS[thing]))
+        elif folder.startswith(ACTIVITIES + "/explore_") and file_stem in ANIMALS:
+            sets["gc_animals"].append((path, ANIMALS[file_stem]))
+        elif folder == WORD_PICTURES and file_stem not in NOT_THINGS:
+            name = words.get(file_stem + ".ogg")
             if isinstance(name, str) and name.strip():
                 sets["gc_words"].append((path, name.strip()))
     return {name: items for name, items in sets.items() if items}
