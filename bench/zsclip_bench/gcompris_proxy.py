@@ -91,6 +91,7 @@ def read_rcc(path: Path) -> Dict[str, bytes]:
     _, version, tree, data, names = _HEADER.unpack_from(blob)
     node_size = 22 if version >= 2 else 14
     files: Dict[str, bytes] = {}
+    visited: set = set()
 
     def name_at(offset: int) -> str:
         (length,) = struct.unpack_from(">H", blob, names + offset)
@@ -98,6 +99,9 @@ def read_rcc(path: Path) -> Dict[str, bytes]:
         return blob[start : start + 2 * length].decode("utf-16-be")
 
     def walk(index: int, prefix: str) -> None:
+        if index in visited:
+            raise InputDataError(f"{path}: damaged Qt resource file (node {index} listed twice)")
+        visited.add(index)
         at = tree + index * node_size
         name_offset, flags = struct.unpack_from(">IH", blob, at)
         path_here = f"{prefix}/{name_at(name_offset)}" if index else ""

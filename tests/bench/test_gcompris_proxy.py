@@ -131,6 +131,16 @@ def test_missing_or_broken_resources_give_one_line_errors_and_write_nothing(tmp_
         read_rcc(rcc_dir / "lang.rcc")
 
 
+def test_a_folder_that_lists_itself_is_a_damaged_file_not_endless_recursion(tmp_path):
+    rcc = write_rcc(tmp_path / "loop.rcc", {"a/pic.webp": b"x"})
+    blob = bytearray(rcc.read_bytes())
+    tree_at = struct.unpack_from(">I", blob, 8)[0]
+    struct.pack_into(">I", blob, tree_at + 22 + 10, 1)  # folder "a" (node 1): first child = node 1 itself
+    rcc.write_bytes(bytes(blob))
+    with pytest.raises(InputDataError, match=r"loop.rcc: damaged Qt resource file \(node 1 listed twice\)"):
+        read_rcc(rcc)
+
+
 def test_zstd_entries_are_refused_by_name(tmp_path):
     rcc = write_rcc(tmp_path / "z.rcc", {"a/pic.webp": b"zstd bytes"}, flags=0x4)
     with pytest.raises(InputDataError, match=r"z.rcc: a/pic.webp is zstd-compressed"):
