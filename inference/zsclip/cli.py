@@ -90,7 +90,7 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
               help="Strength 0..1 of the per-dataset prior correction, which assumes balanced classes "
-                   "(default: the model's; 0 suits unbalanced data).")
+                   "(default: the model's; try 0 for strongly unbalanced data).")
 @click.option("--support", "support_dir", type=click.Path(path_type=Path), default=None,
               help="Few-shot photos: SUPPORT/<dataset>/<class_index>/*.jpg (any subset of classes).")
 @click.option("--spread/--no-spread", default=True, show_default=True,
