@@ -32,6 +32,8 @@ from zsclip.manifest import (
 )
 from zsclip.paths import default_model_dir
 
+from zsclip_export.build_cache import cache_dir as default_cache_dir
+from zsclip_export.progress import LoopFactory, StageClock, StageTime
 from zsclip_export.quantize import QuantizeConfig
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ class ExportConfig:
     gloss_weight: float = 0.5
     allow_mismatch: bool = False
     force: bool = False
+    # also fit once without a held-out synonym per class and record how well those names map (doubles the fit)
+    validate: bool = False
+    # where the vocabulary and glossary are cached between builds (zsclip_export.build_cache); None: no cache
+    cache_dir: Optional[Path] = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
         if self.max_check_images < 1 or self.vocab_size < 1000 or self.align_epochs < 1:
@@ -72,7 +78,7 @@ class ExportConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the built model (not where it goes, nor --force)."""
-        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images")}
+        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images", "validate", "cache_dir")}
         keys["version"] = __version__
         keys["recipe_revision"] = RECIPE_REVISION
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -85,6 +91,7 @@ class ExportReport:
     seconds: float = 0.0
     sizes_mb: Dict[str, float] = field(default_factory=dict)
     checks: Dict[str, Any] = field(default_factory=dict)
+    stages: List[StageTime] = field(default_factory=list)
 
 
 def list_images(folder: Path, limit: int) -> List[Path]:
@@ -125,7 +132,8 @@ def is_up_to_date(cfg: ExportConfig) -> bool:
     except ModelDirError:
         return False
     wanted = {"fp32", "int8"} if cfg.quantize else {"fp32"}
-    return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants)
+    validated = not cfg.validate or "val_top1" in (manifest.provenance.get("alignment") or {})
+    return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants) and validated
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -147,8 +155,11 @@ def check_out_dir(out_dir: Path) -> None:
                              "give a new folder name")
 
 
-def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None) -> ExportReport:
+def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None,
+                         loop_progress: Optional[LoopFactory] = None) -> ExportReport:
     """Build the default model directory at `cfg.out_dir` (atomically; skipped when already up to date).
+    `on_step` hears each stage as it starts, `loop_progress` makes the progress of long loops (the alignment
+    fit); the report's `stages` time every stage.
 
     Raises:
         ConfigError: missing packages or bad options.
@@ -156,17 +167,20 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
         ExportMismatchError: ONNX differs from PyTorch (unless allow_mismatch).
     """
     started = time.perf_counter()
+    clock = StageClock(on_step or (lambda message: logger.info("%s", message)), loop_progress or (lambda label, total: None))
     out_dir = Path(cfg.out_dir).expanduser()
-    if not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir)):
-        return ExportReport(out_dir, skipped=True)
-    step = on_step or (lambda message: logger.info("%s", message))
+    with clock.stage("up-to-date check", "checking the model dir"):
+        up_to_date = not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir))
+    if up_to_date:
+        return ExportReport(out_dir, skipped=True, seconds=time.perf_counter() - started, stages=clock.stages)
     check_out_dir(out_dir)
     from zsclip_export.default_build import build_into
 
     with atomic_dir(out_dir) as work:
-        report = build_into(work, cfg, step)
+        report = build_into(work, cfg, clock)
     report.out_dir = out_dir
     report.seconds = time.perf_counter() - started
+    report.stages = clock.stages
     return report
 
 
