@@ -80,6 +80,10 @@ def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: O
         return
     if not quiet:
         click.echo(stage_table(report.stages), err=True)
+    if report.regated is not None:
+        verdict = "refreshed: its image tower is INT8" if report.regated else "unchanged: the INT8 image tower failed the gate"
+        click.echo(f"{report.out_dir}: int8 variant {verdict} (--force rebuilds everything)", err=True)
+        return
     sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items())
     click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 import torch
-from zsclip.manifest import IOConfig, PreprocessConfig, Variant
+from zsclip.atomic import atomic_dir
+from zsclip.manifest import IOConfig, ModelManifest, PreprocessConfig, Variant, write_manifest
 
 from zsclip_export.default_model import (
     GLOSSARY_FILE,
@@ -182,6 +186,36 @@ def encode_phrases_from(work: Path, phrases: list) -> Tuple[np.ndarray, np.ndarr
     from zsclip.text import load_tokenizer, tokenize
 
     return tokenize(load_tokenizer(work / "tokenizer.json"), phrases, TextConfig(context_length=16))
+
+
+def regate_image_int8(manifest: ModelManifest, cfg: ExportConfig, clock: StageClock) -> ExportReport:
+    """`--quantize --check-images` on an up-to-date model: gate a fresh INT8 image tower on the check images; if it
+    passes, the int8 variant takes it (the model dir is replaced atomically, its other files copied unchanged),
+    otherwise the model dir is left as it was."""
+    out_dir = Path(cfg.out_dir)
+    report = ExportReport(out_dir)
+    clock.say(f"{out_dir} is up to date; running the INT8 image-tower gate on {cfg.check_images}")
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.gate-") as scratch:
+        work = Path(scratch)
+        shutil.copyfile(out_dir / manifest.variants["fp32"].image_file, work / "image.onnx")
+        with clock.stage("INT8 image tower"):
+            image = quantize_image(work, cfg, manifest.preprocess, clock.say)
+        report.regated = bool(image["kept"])
+        report.checks["int8"] = {"image": image}
+        if not image["kept"]:
+            clock.say(f"{out_dir} is left as it was")
+            return report
+        with clock.stage("refresh int8 variant"), atomic_dir(out_dir) as fresh:
+            for path in out_dir.iterdir():
+                if path.is_file() and path.name != "image.int8.onnx":
+                    shutil.copy2(path, fresh / path.name)
+            shutil.move(str(work / "image.int8.onnx"), fresh / "image.int8.onnx")
+            old = manifest.variants["int8"]
+            variants = {**manifest.variants,
+                        "int8": Variant("image.int8.onnx", old.text_file, {**old.quantization, "image": image})}
+            write_manifest(fresh, dataclasses.replace(manifest, variants=variants))
+    report.sizes_mb = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(out_dir.iterdir())}
+    return report
 
 
 def quantize_image(work: Path, cfg: ExportConfig, preprocess: PreprocessConfig, step: Callable[[str], None]) -> Dict[str, Any]:

@@ -88,6 +88,7 @@ class ExportConfig:
 class ExportReport:
     out_dir: Path
     skipped: bool = False
+    regated: Optional[bool] = None  # --check-images on an up-to-date model: did the int8 image tower pass the gate
     seconds: float = 0.0
     sizes_mb: Dict[str, float] = field(default_factory=dict)
     checks: Dict[str, Any] = field(default_factory=dict)
@@ -126,14 +127,37 @@ def sample_photos() -> Optional[Path]:
     return folder if folder.is_dir() else None
 
 
-def is_up_to_date(cfg: ExportConfig) -> bool:
+def existing_manifest(out_dir: Path) -> Optional[ModelManifest]:
     try:
-        manifest = load_manifest(cfg.out_dir, verify=True)
+        return load_manifest(out_dir, verify=True)
     except ModelDirError:
+        return None
+
+
+def is_up_to_date(cfg: ExportConfig, manifest: Optional[ModelManifest] = None) -> bool:
+    """The model dir holds what `cfg` would build: the same recipe and every wanted variant (a model built with
+    --quantize also serves a build without it: its fp32 variant is the same)."""
+    manifest = manifest or existing_manifest(cfg.out_dir)
+    if manifest is None:
         return False
     wanted = {"fp32", "int8"} if cfg.quantize else {"fp32"}
     validated = not cfg.validate or "val_top1" in (manifest.provenance.get("alignment") or {})
-    return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants) and validated
+    recipes = {cfg.fingerprint()} | ({dataclasses.replace(cfg, quantize=True).fingerprint()} if not cfg.quantize else set())
+    return manifest.provenance.get("fingerprint") in recipes and wanted <= set(manifest.variants) and validated
+
+
+def check_dropped_variants(cfg: ExportConfig, manifest: Optional[ModelManifest]) -> None:
+    """Refuse a rebuild that would lose a variant the model dir has (unless --force).
+
+    Raises:
+        ConfigError: the existing model dir has a variant (int8) this build would not make.
+    """
+    if manifest is None or cfg.force:
+        return
+    dropped = sorted(set(manifest.variants) - ({"fp32", "int8"} if cfg.quantize else {"fp32"}))
+    if dropped:
+        raise ConfigError(f"{cfg.out_dir} has the {', '.join(dropped)} variant, which this rebuild without --quantize "
+                          "would drop: add --quantize to keep it, or --force to rebuild without it")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -169,15 +193,23 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
     started = time.perf_counter()
     clock = StageClock(on_step or (lambda message: logger.info("%s", message)), loop_progress or (lambda label, total: None))
     out_dir = Path(cfg.out_dir).expanduser()
-    with clock.stage("up-to-date check", "checking the model dir"):
-        up_to_date = not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir))
-    if up_to_date:
-        return ExportReport(out_dir, skipped=True, seconds=time.perf_counter() - started, stages=clock.stages)
-    check_out_dir(out_dir)
-    from zsclip_export.default_build import build_into
+    cfg = dataclasses.replace(cfg, out_dir=out_dir)
+    with clock.stage("up-to-date check", ""):
+        manifest = existing_manifest(out_dir)
+        up_to_date = not cfg.force and is_up_to_date(cfg, manifest)
+    if up_to_date and cfg.quantize and cfg.check_images is not None and manifest is not None:
+        from zsclip_export.default_build import regate_image_int8
 
-    with atomic_dir(out_dir) as work:
-        report = build_into(work, cfg, clock)
+        report = regate_image_int8(manifest, cfg, clock)
+    elif up_to_date:
+        report = ExportReport(out_dir, skipped=True)
+    else:
+        check_out_dir(out_dir)
+        check_dropped_variants(cfg, manifest)
+        from zsclip_export.default_build import build_into
+
+        with atomic_dir(out_dir) as work:
+            report = build_into(work, cfg, clock)
     report.out_dir = out_dir
     report.seconds = time.perf_counter() - started
     report.stages = clock.stages

@@ -73,7 +73,8 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str, message: Optional[str] = None) -> Iterator[None]:
-        self.say(message or name)
+        if message != "":  # "": a quick stage, timed but not announced
+            self.say(message or name)
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             yield
