@@ -1,4 +1,5 @@
-"""The default build's reusable products (vocabulary with inflected forms, glossary), cached by content hash.
+"""The default build's reusable products (vocabulary with inflected forms, glossary, trained text head), cached by
+content hash.
 
 Building the vocabulary (pymorphy3 over every navec word) and the glossary (the whole Wiktionary database) costs
 about 40 CPU seconds and gives the same bytes every time for the same inputs, so a build stores them under
@@ -7,6 +8,11 @@ the sha256 of everything they are computed from: the input files' bytes (navec a
 the config, the versions of the packages involved (wordfreq, pymorphy3 and its dictionaries) and the source of
 the modules that compute them. A hit is byte-identical to a fresh computation (tested); any change of input or
 code is a miss. Deleting the folder is always safe. `ZSCLIP_CACHE_DIR=off` disables the cache.
+
+The text head's alignment fit (the build's longest step, ~10 CPU minutes) is keyed the same way (`head_key`: its
+inputs, config, code and torch version); the head it gives for the default inputs also ships in the package
+(`data/text_head-KEY.npz`, 8 MB: the head only, not a model), made by `python -m zsclip_export.text_head_data`,
+and a slow test re-runs that fit and compares.
 """
 
 from __future__ import annotations
@@ -105,8 +111,9 @@ def vocabulary_parts(navec_path: Path, cfg: Any) -> Dict[str, Any]:
             "source": source_sha(vocab, morph)}
 
 
-def cached_vocabulary(navec_path: Path, cfg: Any, folder: Optional[Path]) -> tuple:
-    """(Vocabulary, navec codebook) for `cfg`, from the cache or built from the navec archive at `navec_path`."""
+def cached_vocabulary(navec_path: Path, cfg: Any, folder: Optional[Path], parts: Optional[Dict[str, Any]] = None) -> tuple:
+    """(Vocabulary, navec codebook) for `cfg`, from the cache or built from the navec archive at `navec_path`
+    (`parts`: `vocabulary_parts(navec_path, cfg)` when the caller has them)."""
     from zsclip_train.vocab import Vocabulary, build_vocabulary, load_navec
 
     def compute() -> bytes:
@@ -114,7 +121,7 @@ def cached_vocabulary(navec_path: Path, cfg: Any, folder: Optional[Path]) -> tup
         built = build_vocabulary(navec.vectors, cfg)
         return vocabulary_to_bytes(built, navec.codebook)
 
-    data = cached_bytes("vocabulary", vocabulary_parts(navec_path, cfg), compute, folder)
+    data = cached_bytes("vocabulary", parts or vocabulary_parts(navec_path, cfg), compute, folder)
     import io
 
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
@@ -149,3 +156,63 @@ def cached_glossary(exclude: Iterable[str], cfg: Any, folder: Optional[Path]) ->
              "exclude_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
              "source": source_sha(glossary, zsclip.glossary)}
     return cached_bytes("glossary", parts, compute, folder)
+
+
+HEAD_PARAMETERS = ("mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias", "skip.weight", "log_scale")
+
+
+def shipped_heads_dir() -> Path:
+    """The repo's trained text heads (`text_head-KEY.npz`), the alignment fit's output for the default inputs."""
+    return Path(__file__).parent / "data"
+
+
+def head_key(vocabulary_parts: Dict[str, Any], prototypes: np.ndarray, label_table: Path, align_cfg: Any) -> str:
+    """Content key of the alignment fit's output: everything the final fit reads, and the code and torch it runs on."""
+    import torch
+    from zsclip_train import align, labels, morph, text_tower
+
+    parts = {"vocabulary": content_key("vocabulary", vocabulary_parts),
+             "prototypes_sha256": hashlib.sha256(np.ascontiguousarray(prototypes, np.float32).tobytes()).hexdigest(),
+             "label_table_sha256": file_sha256(label_table), "config": dataclasses.asdict(align_cfg),
+             "torch": torch.__version__, "source": source_sha(align, labels, morph, text_tower)}
+    return content_key("text_head", parts)
+
+
+def find_head(key: str, folder: Optional[Path]) -> Optional[Path]:
+    """The stored fit output for `key`: shipped with the package, else in the build cache, else None."""
+    for base in (shipped_heads_dir(), folder):
+        if base is not None and (base / f"{key}.npz").is_file():
+            return base / f"{key}.npz"
+    return None
+
+
+def head_to_bytes(tower: Any, final_loss: float, n_phrases: int) -> bytes:
+    import io
+
+    state = tower.state_dict()
+    buffer = io.BytesIO()
+    np.savez(buffer, final_loss=np.float64(final_loss), n_phrases=np.int64(n_phrases),
+             **{name: state[name].detach().numpy() for name in HEAD_PARAMETERS})
+    return buffer.getvalue()
+
+
+def load_head(tower: Any, path: Path) -> tuple:
+    """Put the stored head into `tower`; returns (final loss, number of phrases) of the fit that made it."""
+    import torch
+
+    with np.load(path, allow_pickle=False) as arrays:
+        state = {name: torch.from_numpy(arrays[name].copy()) for name in HEAD_PARAMETERS}
+        tower.load_state_dict(state, strict=False)
+        return float(arrays["final_loss"]), int(arrays["n_phrases"])
+
+
+def store_head(key: str, data: bytes, folder: Optional[Path]) -> Optional[Path]:
+    if folder is None:
+        return None
+    path = folder / f"{key}.npz"
+    try:
+        write_atomic(path, lambda handle: handle.write(data))
+    except OSError as exc:
+        logger.warning("could not cache %s: %s", path, exc)
+        return None
+    return path

