@@ -111,6 +111,12 @@ def export_source(source: str, family: str, out_dir: Optional[Path], quantize: b
                          max_images=max_images, min_agreement=min_agreement, prompts=tuple(prompts) or ("{}",),
                          force=force, allow_mismatch=allow_mismatch)
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
-    report = export_hf_model(cfg, on_step=say)
+    from zsclip_export.progress import StageClock, stage_table
+
+    clock = StageClock()
+    with clock.stage(f"export --source ({family})", ""):
+        report = export_hf_model(cfg, on_step=say)
+    if not quiet:
+        click.echo(stage_table(clock.stages), err=True)
     sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items() if k.endswith(".onnx"))
     click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)
