@@ -19,6 +19,7 @@ shared space. Layout of DIR:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -80,14 +81,26 @@ def prepared_sha256(prepared: Path) -> str:
 
 def fingerprint(model: nn.Module, dataset: PairDataset, prepared: Path) -> Dict[str, Any]:
     """What the cached features depend on: the tower (name, weights), the preprocessing, the prepared dataset."""
-    return {
-        "image_tower": str(getattr(model.config, "image_tower", type(model.image_tower).__name__)),
+    return json.loads(json.dumps({  # as read back from cache.json (tuples become lists)
+        "image_tower": [str(getattr(model.config, key, None)) for key in ("image_tower", "init")],
         "image_weights_sha256": module_sha256(model.image_tower),
-        "preprocess": {"image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
-                       "resize_mode": "shortest_edge_center_crop", "interpolation": "bicubic", "augment": None},
+        "preprocess": preprocessing_of(dataset),
         "prepared_sha256": prepared_sha256(prepared),
         "n_images": len(dataset),
-    }
+    }))
+
+
+def preprocessing_of(dataset: PairDataset) -> Dict[str, Any]:
+    """The dataset's image preprocessing, as JSON. It is deterministic (no random augmentation): were one added,
+    it would have to be refused here, since a cache holds one view per image."""
+    preprocess = getattr(dataset, "preprocess", None)  # a per-tower preprocessing object, where the dataset has one
+    if preprocess is not None:
+        runtime = getattr(preprocess, "runtime", None)
+        return {"image_size": preprocess.size, "mean": list(preprocess.mean), "std": list(preprocess.std),
+                "runtime": dataclasses.asdict(runtime) if dataclasses.is_dataclass(runtime) else repr(runtime),
+                "augment": None}
+    return {"image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
+            "resize_mode": "shortest_edge_center_crop", "interpolation": "bicubic", "augment": None}
 
 
 def fingerprint_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
@@ -147,7 +160,7 @@ def open_feature_cache(cache_dir: Path, model: nn.Module, dataset: PairDataset, 
     meta = read_meta(cache_dir)
     difference = fingerprint_difference(meta["fingerprint"], fingerprint(model, dataset, prepared))
     if difference:
-        raise InputDataError(f"feature cache {cache_dir} was made with a different {difference}; re-run "
+        raise InputDataError(f"feature cache {cache_dir} does not match this run: different {difference}; re-run "
                              "`zsclip-train cache-features CONFIG` with an empty feature_cache dir")
     cache = FeatureCache(cache_dir, meta)
     spot_check(cache, model, dataset, device)

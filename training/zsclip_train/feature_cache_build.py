@@ -90,9 +90,8 @@ def cache_image_features(cfg: FeatureCacheConfig, progress: Optional[Progress] =
         ConfigError: no feature_cache dir, or an image tower that is not fully locked.
         InputDataError: the dir holds a cache of another tower, preprocessing or dataset; unreadable data.
     """
-    from zsclip_train.data_pairs import PairDataset
     from zsclip_train.ddp import barrier, setup_distributed, teardown_distributed
-    from zsclip_train.fit_loop import build_run
+    from zsclip_train.fit_loop import build_run, pair_dataset
 
     started = time.time()
     ctx = setup_distributed(cfg.train.device)
@@ -101,8 +100,7 @@ def cache_image_features(cfg: FeatureCacheConfig, progress: Optional[Progress] =
         model = build_run(train, ctx).model  # exactly the tower `fit` builds (same seed, same weights)
         require_locked_image_tower(model)
         model.eval()
-        mean, std = model.config.mean_std
-        pairs = PairDataset(train.data, model.config.image_size, mean, std, train.seed)
+        pairs = pair_dataset(train, model)
         meta = start_cache(cfg, fingerprint(model, pairs, train.data), ctx.is_main, model, pairs, ctx.device)
         barrier(ctx)  # every rank sees cache.json (and its settings) before choosing shards
         meta = read_meta(cfg.train.feature_cache) if not ctx.is_main else meta
@@ -125,7 +123,7 @@ def start_cache(cfg: FeatureCacheConfig, expected: Dict, is_main: bool, model: t
         meta = read_meta(cache_dir)
         difference = fingerprint_difference(meta["fingerprint"], expected)
         if difference:
-            raise InputDataError(f"{cache_dir} holds features made with a different {difference}; remove it or set "
+            raise InputDataError(f"{cache_dir} holds features of another run: different {difference}; remove it or set "
                                  "another feature_cache")
         if (meta["dtype"], meta["shard_size"]) != (cfg.dtype, cfg.shard_size):
             logger.warning("continuing %s with its own dtype %s and shard size %d", cache_dir, meta["dtype"],
@@ -176,8 +174,9 @@ def compute_shards(cfg: FeatureCacheConfig, meta: Dict, model: torch.nn.Module, 
                 on_disk = sum(1 for _ in Path(cfg.train.feature_cache).glob("features-*.npy"))  # type: ignore
                 rate = images / max(1e-9, time.time() - tick)
                 left = (meta["n_shards"] - on_disk) * size / max(1e-9, rate * ctx.world_size)
+                eta = f"{left / 60:.0f} min" if left >= 120 else f"{left:.0f} s"
                 progress(f"cache-features: {on_disk}/{meta['n_shards']} shards on disk; this rank {done}/{len(shards)}, "
-                         f"{rate:.0f} images/s, about {left / 60:.0f} min left")
+                         f"{rate:.0f} images/s, about {eta} left")
     return done
 
 

@@ -68,10 +68,15 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
     return Run(cfg, ctx, model, wrapped, optimizer, scheduler, tokenizer, tokenizer_file)
 
 
+def pair_dataset(cfg: TrainConfig, model: TwoTower) -> PairDataset:
+    """The training pairs, preprocessed for `model`'s image tower (`cache-features` uses the same)."""
+    mean, std = model.config.mean_std
+    return PairDataset(cfg.data, model.config.image_size, mean, std, cfg.seed)
+
+
 def make_batches(run: Run, stop: int) -> Iterator:
     cfg, ctx = run.cfg, run.ctx
-    mean, std = run.model.config.mean_std
-    dataset = PairDataset(cfg.data, run.model.config.image_size, mean, std, cfg.seed)
+    dataset = pair_dataset(cfg, run.model)
     if cfg.feature_cache is not None:  # pooled features of the locked image tower instead of decoded images
         dataset = CachedPairDataset(dataset, open_feature_cache(cfg.feature_cache, run.model, dataset, cfg.data,
                                                                 ctx.device))
