@@ -33,6 +33,7 @@ from torch import nn
 from zsclip.errors import ConfigError, InputDataError
 
 from zsclip_train.data_pairs import PairDataset
+from zsclip_train.fit_model import TwoTower
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ def shard_name(number: int) -> str:
     return f"features-{number:06d}.npy"
 
 
-def image_tower_is_locked(model: nn.Module) -> bool:
+def image_tower_is_locked(model: TwoTower) -> bool:
     return not any(p.requires_grad for p in model.image_tower.parameters())
 
 
-def require_locked_image_tower(model: nn.Module) -> None:
+def require_locked_image_tower(model: TwoTower) -> None:
     """Raises ConfigError unless every image tower parameter is frozen (the cache would be stale otherwise)."""
     if not image_tower_is_locked(model):
         raise ConfigError("feature_cache needs a fully locked image tower: set image_unlocked_blocks = 0 (or, for "
@@ -79,7 +80,7 @@ def prepared_sha256(prepared: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(model: nn.Module, dataset: PairDataset, prepared: Path) -> Dict[str, Any]:
+def fingerprint(model: TwoTower, dataset: PairDataset, prepared: Path) -> Dict[str, Any]:
     """What the cached features depend on: the tower (name, weights), the preprocessing, the prepared dataset."""
     return json.loads(json.dumps({  # as read back from cache.json (tuples become lists)
         "image_tower": [str(getattr(model.config, key, None)) for key in ("image_tower", "init")],
@@ -97,7 +98,8 @@ def preprocessing_of(dataset: PairDataset) -> Dict[str, Any]:
     if preprocess is not None:
         runtime = getattr(preprocess, "runtime", None)
         return {"image_size": preprocess.size, "mean": list(preprocess.mean), "std": list(preprocess.std),
-                "runtime": dataclasses.asdict(runtime) if dataclasses.is_dataclass(runtime) else repr(runtime),
+                "runtime": dataclasses.asdict(runtime) if dataclasses.is_dataclass(runtime) and not isinstance(runtime, type)
+                else repr(runtime),
                 "augment": None}
     return {"image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
             "resize_mode": "shortest_edge_center_crop", "interpolation": "bicubic", "augment": None}
@@ -147,7 +149,7 @@ class FeatureCache:
         return np.array(self.shards[shard][row], dtype=np.float32)  # a writable copy
 
 
-def open_feature_cache(cache_dir: Path, model: nn.Module, dataset: PairDataset, prepared: Path,
+def open_feature_cache(cache_dir: Path, model: TwoTower, dataset: PairDataset, prepared: Path,
                        device: torch.device) -> FeatureCache:
     """Open the cache for training `model` on `dataset`, refusing one made by another tower, preprocessing or
     prepared dataset (fingerprint) and checking a few rows against the live tower.
@@ -167,7 +169,7 @@ def open_feature_cache(cache_dir: Path, model: nn.Module, dataset: PairDataset, 
     return cache
 
 
-def spot_check(cache: FeatureCache, model: nn.Module, dataset: PairDataset, device: torch.device) -> None:
+def spot_check(cache: FeatureCache, model: TwoTower, dataset: PairDataset, device: torch.device) -> None:
     """Recompute a few rows with the live tower: catches what the fingerprint cannot see (a changed pipeline)."""
     rows = sorted({0, len(cache) // 2, len(cache) - 1})[:SPOT_CHECKS]
     was_training = model.image_tower.training
@@ -201,7 +203,7 @@ class CachedPairDataset(PairDataset):
 class CachedFeatureForward(nn.Module):
     """The model's training forward fed cached pooled image features instead of pixels (DDP wraps this)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TwoTower) -> None:
         super().__init__()
         require_locked_image_tower(model)
         self.model = model

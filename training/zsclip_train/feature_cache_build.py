@@ -22,6 +22,7 @@ import torch
 from zsclip.atomic import atomic_open
 from zsclip.errors import ConfigError, InputDataError
 
+from zsclip_train.data_pairs import PairDataset
 from zsclip_train.feature_cache import (
     DTYPES,
     FORMAT,
@@ -33,6 +34,7 @@ from zsclip_train.feature_cache import (
     shard_name,
 )
 from zsclip_train.fit import TrainConfig, autocast_context
+from zsclip_train.fit_model import TwoTower
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -46,6 +48,10 @@ class FeatureCacheConfig:
     dtype: str = "float16"  # half the disk and page cache of float32; pooled features need no more precision
     shard_size: int = 10000  # images per .npy shard (15 MB at D=768 float16)
     batch_size: Optional[int] = None  # default: the training batch_size
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.train.feature_cache or "")  # never empty: checked below
 
     def __post_init__(self) -> None:
         if self.train.feature_cache is None:
@@ -73,7 +79,7 @@ class FeatureCacheResult:
 class PixelItems(torch.utils.data.Dataset):
     """index -> (index, pixels), through the training dataset so the preprocessing is the training's own."""
 
-    def __init__(self, pairs: torch.utils.data.Dataset) -> None:
+    def __init__(self, pairs: PairDataset) -> None:
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -103,22 +109,22 @@ def cache_image_features(cfg: FeatureCacheConfig, progress: Optional[Progress] =
         pairs = pair_dataset(train, model)
         meta = start_cache(cfg, fingerprint(model, pairs, train.data), ctx.is_main, model, pairs, ctx.device)
         barrier(ctx)  # every rank sees cache.json (and its settings) before choosing shards
-        meta = read_meta(cfg.train.feature_cache) if not ctx.is_main else meta
+        meta = read_meta(cfg.cache_dir) if not ctx.is_main else meta
         mine = [n for n in range(meta["n_shards"]) if n % ctx.world_size == ctx.rank
-                and not (cfg.train.feature_cache / shard_name(n)).is_file()]
+                and not (cfg.cache_dir / shard_name(n)).is_file()]
         logger.info("rank %d: %d shards to compute", ctx.rank, len(mine))
         computed = compute_shards(cfg, meta, model, pairs, mine, ctx, progress if ctx.is_main else None)
         barrier(ctx)
-        return FeatureCacheResult(cfg.train.feature_cache, meta["n_images"], meta["dim"], computed, meta["n_shards"],
+        return FeatureCacheResult(cfg.cache_dir, meta["n_images"], meta["dim"], computed, meta["n_shards"],
                                   time.time() - started)
     finally:
         teardown_distributed()
 
 
-def start_cache(cfg: FeatureCacheConfig, expected: Dict, is_main: bool, model: torch.nn.Module, pairs,
+def start_cache(cfg: FeatureCacheConfig, expected: Dict, is_main: bool, model: TwoTower, pairs: PairDataset,
                 device: torch.device) -> Dict:
     """Check an existing cache.json against `expected`, or (rank 0) write a new one. Returns the metadata."""
-    cache_dir = Path(cfg.train.feature_cache)  # type: ignore[arg-type]
+    cache_dir = cfg.cache_dir
     if (cache_dir / "cache.json").is_file():
         meta = read_meta(cache_dir)
         difference = fingerprint_difference(meta["fingerprint"], expected)
@@ -150,7 +156,7 @@ def shard_batches(shards: List[int], shard_size: int, n_images: int, batch_size:
             yield list(rows[begin: begin + batch_size])
 
 
-def compute_shards(cfg: FeatureCacheConfig, meta: Dict, model: torch.nn.Module, pairs, shards: List[int], ctx,
+def compute_shards(cfg: FeatureCacheConfig, meta: Dict, model: TwoTower, pairs: PairDataset, shards: List[int], ctx,
                    progress: Optional[Progress]) -> int:
     """Run the tower over `shards` and write each one atomically as soon as its last batch is done."""
     size, n_images = int(meta["shard_size"]), int(meta["n_images"])
@@ -167,11 +173,11 @@ def compute_shards(cfg: FeatureCacheConfig, meta: Dict, model: torch.nn.Module, 
         pending.setdefault(number, []).append(features)
         images += len(features)
         if int(indices[-1]) == min(n_images, (number + 1) * size) - 1:
-            write_shard(Path(cfg.train.feature_cache), number, np.concatenate(pending.pop(number)),  # type: ignore
+            write_shard(cfg.cache_dir, number, np.concatenate(pending.pop(number)),
                         meta["dtype"])
             done += 1
             if progress is not None:
-                on_disk = sum(1 for _ in Path(cfg.train.feature_cache).glob("features-*.npy"))  # type: ignore
+                on_disk = sum(1 for _ in cfg.cache_dir.glob("features-*.npy"))
                 rate = images / max(1e-9, time.time() - tick)
                 left = (meta["n_shards"] - on_disk) * size / max(1e-9, rate * ctx.world_size)
                 eta = f"{left / 60:.0f} min" if left >= 120 else f"{left:.0f} s"
