@@ -113,6 +113,7 @@ def test_killed_cache_features_resumes_without_recomputing(prepared, cache32, tm
         cache_image_features(cfg)
     monkeypatch.undo()
     assert sorted(p.name for p in cache.iterdir()) == ["cache.json", "features-000000.npy", "features-000001.npy"]
+    (cache / ".features-000002.npy.k1ll3d.tmp").write_bytes(b"\x93NUMPY half a shard")  # what SIGKILL mid-write leaves
     before = {n: (cache / f"features-{n:06d}.npy").stat().st_mtime_ns for n in (0, 1)}
     runner = CliRunner()  # fit refuses the incomplete cache with one line
     result = runner.invoke(main, ["fit", str(write_json(tmp_path / "run.json", cfg.train))])
@@ -121,6 +122,7 @@ def test_killed_cache_features_resumes_without_recomputing(prepared, cache32, tm
     result = cache_image_features(cfg, progress=lines.append)
     assert result.computed_shards == 3 and len(lines) == 3 and lines[-1].startswith("cache-features: 5/5 shards")
     assert {n: (cache / f"features-{n:06d}.npy").stat().st_mtime_ns for n in (0, 1)} == before
+    assert sorted(p.name for p in cache.iterdir()) == ["cache.json"] + [f"features-{n:06d}.npy" for n in range(5)]
     for n in range(5):
         assert np.array_equal(np.load(cache / f"features-{n:06d}.npy"), np.load(cache32 / f"features-{n:06d}.npy"))
 

@@ -210,5 +210,5 @@ class CachedFeatureForward(nn.Module):
 
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        image = F.normalize(self.model.image_proj(features.to(self.model.image_proj.weight.dtype)), dim=-1)
+        image = F.normalize(self.model.image_proj(features), dim=-1)
         return image, self.model.encode_text(input_ids, attention_mask)

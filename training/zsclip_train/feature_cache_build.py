@@ -125,6 +125,9 @@ def start_cache(cfg: FeatureCacheConfig, expected: Dict, is_main: bool, model: T
                 device: torch.device) -> Dict:
     """Check an existing cache.json against `expected`, or (rank 0) write a new one. Returns the metadata."""
     cache_dir = cfg.cache_dir
+    if is_main:  # a shard being written when the last run was killed (the other ranks wait at the barrier)
+        for stale in [*cache_dir.glob(".features-*.tmp"), *cache_dir.glob(".cache.json.*.tmp")]:
+            stale.unlink()
     if (cache_dir / "cache.json").is_file():
         meta = read_meta(cache_dir)
         difference = fingerprint_difference(meta["fingerprint"], expected)
