@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -140,6 +141,11 @@ def test_refuses_foreign_or_stale_caches_with_one_line(prepared, cache32, tmp_pa
     assert "different image tower weights" in fails(config(prepared, out, feature_cache=cache32, seed=1))
     resized = dataclasses.replace(LOCKED, image_size=40)
     assert "different image preprocessing" in fails(config(prepared, out, feature_cache=cache32, model=resized))
+    other = tmp_path / "other"  # the same images, one fewer of them: another prepared dataset
+    shutil.copytree(prepared / "prep", other / "prep")
+    with np.load(prepared / "prep" / "index.npz") as index:
+        np.savez(other / "prep" / "index.npz", **{k: index[k][:-1] for k in index.files})
+    assert "prepared dataset" in fails(config(other, out, feature_cache=cache32))
     unlocked = dataclasses.replace(LOCKED, image_unlocked_blocks=-1)
     assert "fully locked image tower" in fails(config(prepared, out, feature_cache=cache32, model=unlocked))
     assert "fully locked image tower" in fails(config(prepared, out, feature_cache=tmp_path / "c", model=unlocked),
