@@ -3,7 +3,8 @@
     out_dir/final/
       two_tower.json          written by zsclip_export.hf_two_tower.save_two_tower (pooling, logit scale / bias,
                               context length)
-      text/                   the text tower (save_pretrained) + its tokenizer
+      text/                   the text tower (save_pretrained) + its tokenizer, with prepare's query normalisation
+                              (NFKC, lower case, ё -> е) in front, as a generic fast tokenizer
       vision/                 the vision tower (save_pretrained) + preprocessor_config.json
       projection.safetensors  text_projection.*, image_projection.*
       train.json              {"format": "zsclip-train-hf", "model": {ModelConfig}, "train": {...}, "zero_shot": {...}}
@@ -38,14 +39,14 @@ def save_handoff(model: TwoTower, out_dir: Path, extra: Mapping[str, Any]) -> Pa
     from transformers import AutoImageProcessor
     from zsclip_export.hf_two_tower import save_two_tower
 
-    from zsclip_train.hf_towers import fast_tokenizer
+    from zsclip_train.hf_towers import fast_tokenizer, portable_tokenizer
 
     cfg = model.config
     assert cfg.hf_image is not None and cfg.hf_text is not None
     out_dir = Path(out_dir)
     text_tower, image_tower = model.text_tower, model.image_tower
     with atomic_dir(out_dir, build_name=out_dir.name + ".tmp") as tmp:
-        save_two_tower(tmp, text_tower.module, fast_tokenizer(cfg.hf_text), image_tower.module,
+        save_two_tower(tmp, text_tower.module, portable_tokenizer(fast_tokenizer(cfg.hf_text)), image_tower.module,
                        AutoImageProcessor.from_pretrained(cfg.hf_image), model.text_proj,
                        pooling=text_tower.export_pooling, logit_scale=model.scale().item(),
                        logit_bias=model.logit_bias.item(), context_length=cfg.context_length,

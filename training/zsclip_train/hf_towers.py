@@ -100,7 +100,8 @@ def text_model_of(reference: str) -> Any:
 
 
 def fast_tokenizer(reference: str) -> Any:
-    """The checkpoint's transformers tokenizer; it must have a `tokenizers` backend (the runtime uses tokenizer.json)."""
+    """The checkpoint's transformers tokenizer with the query normalisation in front (`normalize_like_queries`);
+    it must have a `tokenizers` backend (the runtime uses tokenizer.json)."""
     from transformers import AutoTokenizer
 
     try:
@@ -110,6 +111,22 @@ def fast_tokenizer(reference: str) -> Any:
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise ConfigError(f"hf:{reference}: tokenizer {type(tokenizer).__name__} has no `tokenizers` backend "
                           "(tokenizer.json); the runtime cannot reproduce it")
+    return normalize_like_queries(tokenizer)
+
+
+def normalize_like_queries(tokenizer: Any) -> Any:
+    """Put `prepare`'s query normalisation (NFKC, lower case, ё -> е) in front of the tokenizer's own normaliser.
+
+    Training text went through it (queries.txt); class names at zero-shot time did not (the runtime keeps ё and
+    case, leaving normalisation to tokenizer.json). With it inside the tokenizer that the hand-off saves, a class
+    name like «зелёный» meets the tower as the «зеленый» it was trained on. Idempotent."""
+    from tokenizers import normalizers
+
+    backend = tokenizer.backend_tokenizer
+    steps = [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace("ё", "е")]
+    if backend.normalizer is not None:
+        steps.append(backend.normalizer)
+    backend.normalizer = normalizers.Sequence(steps)
     return tokenizer
 
 
@@ -212,3 +229,15 @@ def image_preprocess_of(reference: str) -> Any:
     from zsclip_export.hf_preprocess import image_processor_settings, preprocess_from_processor
 
     return preprocess_from_processor(image_processor_settings(Path(reference)), f"hf:{reference} image processor")
+
+
+def portable_tokenizer(tokenizer: Any) -> Any:
+    """A `PreTrainedTokenizerFast` over the exact `tokenizers` backend of `tokenizer` (same special tokens).
+
+    transformers >= 5 rebuilds a BertTokenizer's normaliser from its config on load, dropping the query
+    normalisation; saved as a generic fast tokenizer, tokenizer.json is loaded as written."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), **specials)

@@ -25,7 +25,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def demo_words() -> list:
     words = [*COLORS, *SHAPES, "цвет", *" ".join(NOISE).split()]
-    return sorted({w.lower() for w in words})
+    return sorted({w.lower().replace("ё", "е") for w in words})  # the form prepare's cleaning gives
 
 
 def vision_config(image_size: int, **extra: int) -> Dict[str, int]:
