@@ -196,3 +196,42 @@ def test_lock_options_and_errors(towers):
     with pytest.raises(ConfigError, match="lock_text"):
         ModelConfig(image_tower="tiny", lock_text=True)
     assert dataclasses.replace(lit_model(towers), text_pooling="mean").text_pooling == "mean"
+
+
+@pytest.mark.parametrize("kind", ["vit-cls", "siglip-vision"])
+def test_other_vision_towers_hand_off_to_the_export_loader(towers, tmp_path, kind):
+    """A ViTModel (cls pooling, squash preprocessing) or SiglipVisionModel (attention-pool head) as image tower:
+    the hand-off loads in zsclip-export's two-tower loader and gives the same embeddings as the training model."""
+    from zsclip_export.hf_two_tower import load_two_tower
+    from zsclip_train.fit_model import save_pretrained
+
+    vision_dir = tmp_path / kind
+    torch.manual_seed(5)
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                 patch_size=8)
+    if kind == "vit-cls":
+        from transformers import ViTConfig, ViTModel
+        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+        ViTModel(ViTConfig(**shape)).save_pretrained(vision_dir)
+        ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(vision_dir)
+    else:
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+        from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+        SiglipVisionModel(SiglipVisionConfig(**shape)).save_pretrained(vision_dir)
+        SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(vision_dir)
+    pooling = "cls" if kind == "vit-cls" else "auto"
+    model = TwoTower(lit_model(towers, image_tower=f"hf:{vision_dir}", image_pooling=pooling)).eval()
+    assert model.preprocess.resize_mode == "squash"
+    final = save_pretrained(model, tmp_path / "final", None, {})
+    source = load_two_tower(final)
+    assert source.preprocess == model.preprocess
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model.image_proj(model.image_features(pixels))
+        theirs = source.image_tower(pixels)
+        ids, mask = torch.tensor([[2, 10, 11, 3]]), torch.ones(1, 4, dtype=torch.int64)
+        text_ours, text_theirs = model.text_proj(model.text_features(ids, mask)), source.text_tower(ids, mask)
+    assert torch.allclose(ours, theirs, atol=1e-5) and torch.allclose(text_ours, text_theirs, atol=1e-5)
+    assert torch.allclose(load_pretrained(final).encode_image(pixels), model.encode_image(pixels), atol=1e-5)
