@@ -188,6 +188,8 @@ class TwoTower(nn.Module):
         super().__init__()
         self.config = cfg
         self.preprocess: Any = None
+        self.image_tower: Any  # every tower has features(...), width; hf: towers also module, freeze_unused()
+        self.text_tower: Any
         self.image_proj: nn.Module
         self.text_proj: nn.Module
         log_scale = math.log(1.0 / cfg.init_temperature)

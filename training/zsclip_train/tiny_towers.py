@@ -28,7 +28,7 @@ def demo_words() -> list:
     return sorted({w.lower().replace("ё", "е") for w in words})  # the form prepare's cleaning gives
 
 
-def vision_config(image_size: int, **extra: int) -> Dict[str, int]:
+def vision_config(image_size: int, **extra: int) -> Dict[str, Any]:
     return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=image_size,
                 patch_size=max(4, image_size // 8), **extra)
 
