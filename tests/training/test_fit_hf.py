@@ -145,11 +145,12 @@ def test_locking_init_checkpoint_and_exact_resume(prepared, towers, tmp_path):
     unlocked ones changed; a run cut at step 3 and resumed equals the uninterrupted one bit for bit."""
     model_cfg = ModelConfig(init=f"hf:{towers['clip']}", embed_dim=32, context_length=32, lock_image=True,
                             lock_text=True, text_unlocked_layers=1)
-    fit_model(config(prepared, tmp_path / "straight", model_cfg))
-    first = fit_model(config(prepared, tmp_path / "cut", model_cfg, stop_at_step=3))
+    dev = prepared / "cat" / "eval"
+    fit_model(config(prepared, tmp_path / "straight", model_cfg, eval_dir=dev))
+    first = fit_model(config(prepared, tmp_path / "cut", model_cfg, stop_at_step=3, eval_dir=dev))
     assert first.step == 3 and first.final_dir is None
-    second = fit_model(config(prepared, tmp_path / "cut", model_cfg))
-    assert second.step == 6 and second.final_dir is not None
+    second = fit_model(config(prepared, tmp_path / "cut", model_cfg, eval_dir=dev))
+    assert second.step == 6 and second.final_dir is not None and set(second.scores) == {"colors", "shapes", "mean"}
     a = torch.load(tmp_path / "straight" / "checkpoints" / "step-00000006" / "state.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "checkpoints" / "step-00000006" / "state.pt", weights_only=False)
     for name, tensor in a["model"].items():
@@ -195,6 +196,8 @@ def test_lock_options_and_errors(towers):
         TwoTower(ModelConfig(init=f"hf:{towers['text']}", embed_dim=32))
     with pytest.raises(ConfigError, match="lock_text"):
         ModelConfig(image_tower="tiny", lock_text=True)
+    with pytest.raises(ConfigError, match="its own tokenizer"):
+        TrainConfig(data=towers["text"], out_dir=towers["text"], model=lit_model(towers), tokenizer=towers["text"])
     assert dataclasses.replace(lit_model(towers), text_pooling="mean").text_pooling == "mean"
 
 
