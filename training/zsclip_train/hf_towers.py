@@ -39,20 +39,25 @@ def hf_reference(value: str) -> Optional[str]:
     return value[len(HF_PREFIX):] if value.startswith(HF_PREFIX) else None
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (transformers' hub errors span several)."""
+    return " ".join(str(exc).split())
+
+
 def load_config(reference: str) -> Any:
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(reference)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"hf:{reference}: not a loadable transformers checkpoint ({exc})") from None
+        raise ConfigError(f"hf:{reference}: not a loadable transformers checkpoint ({one_line(exc)})") from None
 
 
 def load_pretrained_model(cls: Any, reference: str, **kwargs: Any) -> Any:
     try:
         return cls.from_pretrained(reference, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"hf:{reference}: cannot load as {cls.__name__} ({exc})") from None
+        raise ConfigError(f"hf:{reference}: cannot load as {cls.__name__} ({one_line(exc)})") from None
 
 
 def vision_model_of(reference: str) -> Any:
@@ -107,7 +112,7 @@ def fast_tokenizer(reference: str) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(reference)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"hf:{reference}: no loadable tokenizer ({exc})") from None
+        raise ConfigError(f"hf:{reference}: no loadable tokenizer ({one_line(exc)})") from None
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise ConfigError(f"hf:{reference}: tokenizer {type(tokenizer).__name__} has no `tokenizers` backend "
                           "(tokenizer.json); the runtime cannot reproduce it")
@@ -228,7 +233,11 @@ def image_preprocess_of(reference: str) -> Any:
     """
     from zsclip_export.hf_preprocess import image_processor_settings, preprocess_from_processor
 
-    return preprocess_from_processor(image_processor_settings(Path(reference)), f"hf:{reference} image processor")
+    try:
+        settings = image_processor_settings(Path(reference))
+    except ConfigError as exc:
+        raise ConfigError(one_line(exc)) from None
+    return preprocess_from_processor(settings, f"hf:{reference} image processor")
 
 
 def portable_tokenizer(tokenizer: Any) -> Any:
