@@ -92,17 +92,15 @@ def fingerprint(model: TwoTower, dataset: PairDataset, prepared: Path) -> Dict[s
 
 
 def preprocessing_of(dataset: PairDataset) -> Dict[str, Any]:
-    """The dataset's image preprocessing, as JSON. It is deterministic (no random augmentation): were one added,
-    it would have to be refused here, since a cache holds one view per image."""
-    preprocess = getattr(dataset, "preprocess", None)  # a per-tower preprocessing object, where the dataset has one
-    if preprocess is not None:
-        runtime = getattr(preprocess, "runtime", None)
-        return {"image_size": preprocess.size, "mean": list(preprocess.mean), "std": list(preprocess.std),
-                "runtime": dataclasses.asdict(runtime) if dataclasses.is_dataclass(runtime) and not isinstance(runtime, type)
-                else repr(runtime),
-                "augment": None}
-    return {"image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
-            "resize_mode": "shortest_edge_center_crop", "interpolation": "bicubic", "augment": None}
+    """The dataset's image preprocessing (`ImagePreprocess`: size, mean/std, and for hf: towers the runtime's
+    `PreprocessConfig`), as JSON. It is deterministic (no random augmentation): were one added, it would have to
+    be refused here, since a cache holds one view per image."""
+    preprocess = dataset.preprocess
+    runtime = preprocess.runtime
+    return {"image_size": preprocess.size, "mean": list(preprocess.mean), "std": list(preprocess.std),
+            "runtime": dataclasses.asdict(runtime) if dataclasses.is_dataclass(runtime) and not isinstance(runtime, type)
+            else None if runtime is None else repr(runtime),
+            "resize_mode": "shortest_edge_center_crop" if runtime is None else None, "augment": None}
 
 
 def fingerprint_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:

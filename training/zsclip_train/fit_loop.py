@@ -8,13 +8,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, cast
+from typing import Any, Dict, Iterator, Optional, Tuple, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from zsclip.errors import InputDataError
 
-from zsclip_train.data_pairs import Collate, GlobalBatchSampler, PairDataset
+from zsclip_train.data_pairs import Collate, GlobalBatchSampler, ImagePreprocess, PairDataset, QueryTokenizer
 from zsclip_train.ddp import DistContext, all_reduce_mean, barrier, gather_features, gather_features_with_grad
 from zsclip_train.feature_cache import CachedFeatureForward, CachedPairDataset, open_feature_cache
 from zsclip_train.fit import FitResult, TrainConfig, autocast_context, lr_factor, train_summary
@@ -38,20 +38,31 @@ class Run:
     wrapped: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    tokenizer: Any
-    tokenizer_file: Path
+    tokenizer: QueryTokenizer
+    tokenizer_file: Optional[Path]  # the prepared WordPiece tokenizer; None with an hf: text tower
     step: int = 0
     micro_steps_per_epoch: int = 1
 
 
-def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
-    from tokenizers import Tokenizer
+def query_tokenizer(cfg: TrainConfig) -> Tuple[QueryTokenizer, Optional[Path], int]:
+    """The tokenizer training uses: the hf: text tower's own, else the prepared WordPiece one.
+    Returns (tokenizer, its file or None, vocabulary size)."""
+    reference = cfg.model.hf_text
+    if reference is not None:
+        from zsclip_train.hf_towers import fast_tokenizer
 
+        hf_tokenizer = fast_tokenizer(reference)
+        return QueryTokenizer.from_transformers(hf_tokenizer, cfg.model.context_length), None, len(hf_tokenizer)
     tokenizer_file = cfg.tokenizer or cfg.data / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise InputDataError(f"tokenizer {tokenizer_file} not found; run `zsclip-train prepare` or set `tokenizer`")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size(),
+    tokenizer = QueryTokenizer.from_file(tokenizer_file, cfg.model.context_length)
+    return tokenizer, tokenizer_file, tokenizer.tokenizer().get_vocab_size()
+
+
+def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
+    tokenizer, tokenizer_file, vocab_size = query_tokenizer(cfg)
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=vocab_size,
                                     init_bias=-10.0 if cfg.loss == "siglip" else cfg.model.init_bias)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = TwoTower(model_cfg).to(ctx.device)
@@ -70,8 +81,7 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
 
 def pair_dataset(cfg: TrainConfig, model: TwoTower) -> PairDataset:
     """The training pairs, preprocessed for `model`'s image tower (`cache-features` uses the same)."""
-    mean, std = model.config.mean_std
-    return PairDataset(cfg.data, model.config.image_size, mean, std, cfg.seed)
+    return PairDataset(cfg.data, ImagePreprocess.of_model(model), cfg.seed)
 
 
 def make_batches(run: Run, stop: int) -> Iterator:
@@ -85,7 +95,7 @@ def make_batches(run: Run, stop: int) -> Iterator:
     run.micro_steps_per_epoch = sampler.per_epoch
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda",
-        collate_fn=Collate(run.tokenizer_file, run.model.config.context_length),
+        collate_fn=Collate(run.tokenizer),
         generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG (exact resume)
     )
     return iter(loader)
