@@ -17,25 +17,40 @@ from typing import Any, Tuple
 from zsclip_export.default_model import ExportConfig
 
 
+def default_prototypes(cfg: ExportConfig) -> Any:
+    from zsclip_export.image_tower import ConceptImageTower, load_backbone
+
+    return ConceptImageTower(load_backbone(cfg.backbone)[0]).prototypes.numpy().copy()
+
+
+def default_head_key(cfg: ExportConfig, prototypes: Any = None) -> str:
+    """The key `zsclip-export` looks the head up by, for `cfg` (cheap: hashes only, no vocabulary build)."""
+    from zsclip_train.align import AlignConfig
+    from zsclip_train.labels import default_table_path
+    from zsclip_train.vocab import VocabConfig, find_navec_file
+
+    from zsclip_export import build_cache
+
+    parts = build_cache.vocabulary_parts(find_navec_file(), VocabConfig(size=cfg.vocab_size))
+    prototypes = default_prototypes(cfg) if prototypes is None else prototypes
+    return build_cache.head_key(parts, prototypes, default_table_path(), AlignConfig(epochs=cfg.align_epochs))
+
+
 def default_head_inputs(cfg: ExportConfig) -> Tuple[Any, Any, list, Any, str]:
     """(text tower with a fresh head, tokenizer, label rows, AlignConfig, head key) as `zsclip-export` builds them."""
     from zsclip_train.align import AlignConfig
-    from zsclip_train.labels import default_table_path, load_label_table
+    from zsclip_train.labels import load_label_table
     from zsclip_train.text_tower import NavecTextTower
     from zsclip_train.vocab import VocabConfig, build_tokenizer, find_navec_file
 
     from zsclip_export import build_cache
-    from zsclip_export.image_tower import ConceptImageTower, load_backbone
 
-    prototypes = ConceptImageTower(load_backbone(cfg.backbone)[0]).prototypes.numpy().copy()
-    navec_path, vocab_cfg = find_navec_file(), VocabConfig(size=cfg.vocab_size)
-    parts = build_cache.vocabulary_parts(navec_path, vocab_cfg)
-    vocab, _ = build_cache.cached_vocabulary(navec_path, vocab_cfg, cfg.cache_dir, parts)
+    prototypes = default_prototypes(cfg)
+    vocab, _ = build_cache.cached_vocabulary(find_navec_file(), VocabConfig(size=cfg.vocab_size), cfg.cache_dir)
     tower = NavecTextTower(vocab.vectors, vocab.token_row, vocab.token_weight, prototypes, vocab.token_is_piece,
                            vocab.token_length)
     align = AlignConfig(epochs=cfg.align_epochs)
-    key = build_cache.head_key(parts, prototypes, default_table_path(), align)
-    return tower, build_tokenizer(vocab), load_label_table(), align, key
+    return tower, build_tokenizer(vocab), load_label_table(), align, default_head_key(cfg, prototypes)
 
 
 def fit_default_head(cfg: ExportConfig) -> Tuple[str, bytes]:
