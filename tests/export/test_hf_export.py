@@ -215,7 +215,12 @@ def test_preprocess_and_scores_as_the_source_defines_them(exported):
     assert (siglip.preprocess.resize_mode, siglip.preprocess.interpolation) == ("squash", "bicubic")  # SiglipImageProcessor
     assert siglip.preprocess.mean == (0.5, 0.5, 0.5) and siglip.embedding.logit_bias == pytest.approx(-3.0)
     ruclip = load_manifest(exported["ruclip"].out_dir)
-    assert (ruclip.preprocess.resize_mode, ruclip.preprocess.interpolation) == ("shortest_edge_center_crop", "bilinear")
+    # RuCLIPProcessor: centre square crop, then one bilinear resize; convert('RGB'); Predictor's text rules
+    assert (ruclip.preprocess.resize_mode, ruclip.preprocess.interpolation) == ("center_crop_resize", "bilinear")
+    assert (ruclip.preprocess.rgb_conversion, ruclip.preprocess.size_rounding) == ("convert", "floor")
+    assert (ruclip.text.label_cleaning, ruclip.text.prompt_average) == ("lower_strip", "raw_mean")
+    assert (clip.text.label_cleaning, clip.text.prompt_average, clip.preprocess.size_rounding) == ("none", "unit_mean", "floor")
+    assert clip.preprocess.reducing_gap is None and clip.preprocess.jpeg_draft_factor == 4
     assert ruclip.text.pad_id == 0 and "eos id 3" in ruclip.provenance["text_pooling"]
     assert load_manifest(exported["two-tower"].out_dir).embedding.logit_scale == 50.0
 
