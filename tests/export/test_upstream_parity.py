@@ -16,7 +16,8 @@ with `zsclip-export --source`, then run from JPEG/PNG files through `zsclip-embe
 Checked: token ids of the class-name path identical on a Russian list with NBSP, thin spaces, decomposed «й»,
 ё and emoji; image embeddings max relative error <= 1e-3 (photos of 13 shapes, two >= 12 MP, a grey JPEG and
 an RGBA PNG); class embeddings likewise; decisions identical. `--exact` and the default (bounded JPEG draft
-decode) are both measured; the default must stay within the bound stated in export/README-hf.md.
+decode down to >= 4x the input size) are both measured; the default must stay within the bound stated in
+export/README-hf.md (image embeddings max relative error <= 2e-3, cosine >= 0.99999).
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ pytestmark = pytest.mark.slow
 
 CLIP_TEMPLATES = ("{}", "фото: {}")
 IMAGE_TOLERANCE = 1e-3
-# Default path (JPEG draft decode down to >= 2x the input size) vs upstream: the bound README-hf states.
-DRAFT_MIN_COSINE = 0.999
+# Default path (JPEG draft decode down to >= 4x the input size) vs upstream: the bound README-hf states.
+# Measured 2026-12-03: image max rel err 5.7e-4 (clip), 1.03e-3 (siglip); min cosine 0.9999993.
+DRAFT_MIN_COSINE = 0.99999
+DRAFT_MAX_RELATIVE = 2e-3
 RESULTS: dict = {}
 
 
@@ -150,7 +153,8 @@ def assert_parity(family, exact_stats, default_stats):
     print(f"\n{family}: --exact {exact_stats}\n{family}: default {default_stats}")
     assert exact_stats["image_rel"] <= IMAGE_TOLERANCE and exact_stats["text_rel"] <= IMAGE_TOLERANCE
     assert exact_stats["agree"], exact_stats
-    assert default_stats["image_cos"] >= DRAFT_MIN_COSINE and default_stats["text_rel"] <= IMAGE_TOLERANCE
+    assert default_stats["image_cos"] >= DRAFT_MIN_COSINE and default_stats["image_rel"] <= DRAFT_MAX_RELATIVE
+    assert default_stats["text_rel"] <= IMAGE_TOLERANCE
 
 
 def class_name_ids(model_dir, names, templates):
@@ -191,8 +195,8 @@ def hf_upstream(family, source, data_dir, templates):
     classes = unit(unit(text).reshape(len(CLASSES), len(templates), -1).mean(axis=1))  # OpenAI's prompt ensembling
     ids = [tokenizer(t.format(s), truncation=True, max_length=tokenizer.model_max_length)["input_ids"]
            for s in TOKEN_STRINGS for t in templates]
-    scale = float(model.logit_scale.exp())
-    bias = float(model.logit_bias) if family == "siglip" else 0.0
+    scale = float(model.logit_scale.detach().exp())
+    bias = float(model.logit_bias.detach()) if family == "siglip" else 0.0
     return images, classes, ids, scale, bias
 
 
@@ -249,7 +253,7 @@ def test_ruclip_matches_upstream_end_to_end(data_dir, tmp_path):
         labels = predictor.run(pil, torch.from_numpy(classes))
     for image in pil:
         image.close()
-    scale = float(model.logit_scale.exp())
+    scale = float(model.logit_scale.detach().exp())
     stats = {}
     for exact in (True, False):
         ours_images, ours_classes, decisions = runtime_outputs(tmp_path / "model", data_dir, tmp_path, exact)
