@@ -55,7 +55,8 @@ class PreprocessConfig:
     rgb_conversion: `white_background` composites transparency on white (transformers' convert_to_rgb);
         `convert` is PIL's image.convert("RGB"), which drops alpha (ruCLIP's processor).
     jpeg_draft: decode a big JPEG at 1/2..1/8 scale (libjpeg's DCT scaling), never below
-        jpeg_draft_factor x image_size on either side. reducing_gap: PIL's two-step resize (None: one exact resize).
+        jpeg_draft_factor x image_size on either side. reducing_gap: PIL's two-step resize of the
+        shortest-edge and crop-first modes (None: one exact resize; squash always resizes once, as in 1.2).
     exact: turn every shortcut off (no draft decode, no reducing_gap): pixels as the upstream processor
         computes them. The shortcuts' measured distance from exact is in export/README-hf.md.
     """

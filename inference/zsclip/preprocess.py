@@ -176,8 +176,8 @@ def resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     size = cfg.image_size
     resample = _RESAMPLE[cfg.interpolation]
     gap = cfg.resize_gap
-    if cfg.resize_mode == "squash":
-        return image.resize((size, size), resample, reducing_gap=gap)
+    if cfg.resize_mode == "squash":  # one resize, as in 1.2 (reducing_gap never applied here)
+        return image.resize((size, size), resample)
     if cfg.resize_mode == "center_crop_resize":
         # crop first, then resize the crop alone (a resize with box= would let the filter read outside the crop)
         square = image.crop(center_square(*image.size)) if image.width != image.height else image
