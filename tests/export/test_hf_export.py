@@ -351,3 +351,17 @@ def test_siglip_sentencepiece_tokenizer_is_converted_exactly(sources, tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(str(source))
     for sentence in RUSSIAN_SENTENCES + ("Hello, World! {} it's", "a\u00a0b  c"):
         assert ours.encode(sentence).ids == theirs(sentence)["input_ids"], sentence
+
+
+def test_ruclip_class_names_go_through_the_predictors_path(exported, sources):
+    """ruCLIP's Predictor tokenizes template.format(label.lower().strip()): an NBSP or thin space inside a name and a
+    decomposed «й» stay as they are (failed before: the runtime NFC-normalised and collapsed whitespace first)."""
+    from zsclip.text import expand_prompts
+
+    manifest = load_manifest(exported["ruclip"].out_dir)
+    ours = Tokenizer.from_file(str(exported["ruclip"].out_dir / "tokenizer.json"))
+    theirs = source_tokenizer("ruclip", sources["ruclip"])
+    for name in ["\u00a0Кошка\u00a0", "кот\u00a0пёс", "кот\u2009и\u2009пёс", "кои\u0306ка", " Ёж  колючий "]:
+        for template in ("{}", "фото {}"):
+            (text,) = expand_prompts(name, (template,), manifest.text.label_cleaning)
+            assert ours.encode(text).ids == list(theirs(template.format(name.lower().strip()))), (name, template)
