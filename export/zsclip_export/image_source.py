@@ -22,6 +22,8 @@ def st_modules(folder: Path) -> List[Dict[str, Any]]:
         ConfigError: unreadable or not a list of modules.
     """
     path = Path(folder) / ST_MODULES
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a sentence-transformers checkpoint: no {ST_MODULES}; pass the right --family")
     try:
         import json
 

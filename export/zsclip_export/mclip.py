@@ -27,7 +27,7 @@ from zsclip_export.families import SourceModel
 from zsclip_export.hf_preprocess import backend_tokenizer, finish_tokenizer, reference_ids_of
 from zsclip_export.hf_two_tower import CompositeTextTower
 from zsclip_export.image_source import load_image_source
-from zsclip_export.strict_load import check_model_type, load_state_strict, read_state_dict
+from zsclip_export.strict_load import check_model_type, load_state_strict, quiet_transformers, read_state_dict
 
 logger = logging.getLogger(__name__)
 FAMILY = "mclip"
@@ -80,7 +80,8 @@ def load_mclip(folder: Path, image_source: Optional[str]) -> SourceModel:
     holder.transformer, holder.LinearTransformation = encoder, projection
     load_state_strict(holder, read_state_dict(folder, WEIGHT_FILES, FAMILY), FAMILY, str(folder))
     try:
-        hf_tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        with quiet_transformers():  # its "model of type M-CLIP" notice: the tokenizer is the modelBase's, as intended
+            hf_tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder}: no loadable tokenizer ({exc})") from None
     max_positions = int(getattr(text_config, "max_position_embeddings", 512))

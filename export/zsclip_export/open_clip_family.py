@@ -93,6 +93,8 @@ def read_open_clip_config(folder: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]
     Raises:
         ConfigError: no model_cfg, or an architecture this exporter does not handle (CoCa, timm towers).
     """
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
+        raise ConfigError(f"{folder} is not a {FAMILY} checkpoint: no {OPEN_CLIP_CONFIG}; pass the right --family")
     config = read_json(folder / OPEN_CLIP_CONFIG)
     model_cfg = config.get("model_cfg")
     if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get("vision_cfg"), dict) or "text_cfg" not in model_cfg:

@@ -51,15 +51,20 @@ def refuse_mismatch(family: str, where: str, missing: Iterable[str] = (), unexpe
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """transformers' own loading report (a table of missing keys) would duplicate our one-line error."""
+    """transformers' own loading report (a table of missing keys) would duplicate our one-line error, and its
+    "Loading weights" progress bar is noise in a one-line-error CLI."""
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def check_model_type(family: str, folder: Path, accepted: Sequence[str]) -> Dict[str, Any]:

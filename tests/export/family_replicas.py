@@ -129,7 +129,8 @@ def build_mclip(out: Path, seed: int = 13) -> Path:
     base = {k: v for k, v in real["xlm-roberta-large/config.json"].items() if k != "architectures"}
     base.update(SHRINK_TEXT["xlm-roberta"], vocab_size=len(tokenizer))
     base_dir = out.parent / f"{out.name}-xlm-roberta-large"
-    XLMRobertaConfig(**base).save_pretrained(base_dir)
+    torch.manual_seed(seed + 100)
+    XLMRobertaModel(XLMRobertaConfig(**base)).save_pretrained(base_dir)  # the pre-trained base (upstream loads it first)
     config = {**real["config.json"], "modelBase": str(base_dir), "transformerDimensions": base["hidden_size"], "numDims": EMBED}
     write(out / "config.json", config)
     torch.manual_seed(seed)
