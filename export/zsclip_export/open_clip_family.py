@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
@@ -145,13 +144,27 @@ def preprocess_of(folder: Path, model_cfg: Dict[str, Any], settings: Dict[str, A
                             mean=tuple(settings.get("mean", OPENAI_MEAN)), std=tuple(settings.get("std", OPENAI_STD)))
 
 
+LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st",
+             "\ufb06": "st", "\u0132": "IJ", "\u0133": "ij", "\u01c4": "D\u017d", "\u01c5": "D\u017e", "\u01c6": "d\u017e",
+             "\u01f1": "DZ", "\u01f2": "Dz", "\u01f3": "dz"}
+HTML_ENTITIES = {"&quot;": '"', "&#39;": "'", "&#x27;": "'", "&lt;": "<", "&gt;": ">", "&nbsp;": "\u00a0"}
+
+
 def cleaning_normalizers(clean: str) -> list:
-    """open_clip's text cleaning as `tokenizers` normalizers: NFC (ftfy's normalisation), whitespace runs -> one
-    space, strip, and for "lower" lowercase. ftfy's mojibake repair and html.unescape are not reproduced (the
-    exporter's tokenizer check compares ids with open_clip's own tokenizer)."""
+    """open_clip's text cleaning (`basic_clean`: ftfy.fix_text, html.unescape twice, strip; then whitespace runs ->
+    one space; "lower" also lowercases) as `tokenizers` normalizers. Reproduced from ftfy: curly quotes ->
+    straight, Latin ligatures, full-width ASCII and U+3000 -> ASCII, NFC; from html.unescape: &amp; (twice) and the
+    common named entities. Not reproduced: ftfy's mojibake repair and rarer entities (the exporter's tokenizer check
+    compares ids with open_clip's own tokenizer)."""
     from tokenizers import Regex, normalizers
 
-    steps = [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    steps = [normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"), normalizers.Replace(Regex("[\u201c-\u201f]"), '"')]
+    steps += [normalizers.Replace(k, v) for k, v in LIGATURES.items()]
+    steps += [normalizers.Replace(chr(code), chr(code - 0xFEE0)) for code in range(0xFF01, 0xFF5F)]
+    steps += [normalizers.Replace("\u3000", " "), normalizers.NFC()]
+    for _ in range(2):  # html.unescape(html.unescape(text))
+        steps += [normalizers.Replace(k, v) for k, v in HTML_ENTITIES.items()] + [normalizers.Replace("&amp;", "&")]
+    steps += [normalizers.Strip(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
     return steps + ([normalizers.Lowercase()] if clean == "lower" else [])
 
 
@@ -179,17 +192,14 @@ def hf_text_tokenizer(folder: Path, text_cfg: Dict[str, Any], context: int) -> T
 def simple_tokenizer(context: int) -> Tuple[Any, Any, int, str]:
     """(exported tokenizer, reference, pad id 0, kind) for open_clip's own byte-level BPE (OpenAI CLIP's vocabulary)."""
     from tokenizers import normalizers
-    from transformers import CLIPTokenizerFast
+    from transformers import CLIPTokenizer
 
     open_clip = import_open_clip()
     upstream = open_clip.tokenizer.SimpleTokenizer(context_length=context)
-    merges = [" ".join(m) for m in upstream.bpe_ranks]
+    merges = sorted(upstream.bpe_ranks, key=upstream.bpe_ranks.get)
     vocab = {("<|startoftext|>" if t == "<start_of_text>" else "<|endoftext|>" if t == "<end_of_text>" else t): i
              for t, i in upstream.encoder.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-        hf = CLIPTokenizerFast(vocab_file=str(Path(tmp) / "vocab.json"), merges_file=str(Path(tmp) / "merges.txt"))
+    hf = CLIPTokenizer(vocab=vocab, merges=merges)
     tokenizer = finish_tokenizer(hf.backend_tokenizer, context)
     tokenizer.normalizer = normalizers.Sequence(cleaning_normalizers("lower"))
     return tokenizer, upstream, 0, "open_clip SimpleTokenizer (byte-level BPE, converted) + 'lower' cleaning"

@@ -169,3 +169,22 @@ def build_open_clip_xlmr(out: Path, seed: int = 14) -> Path:
     model = open_clip.CustomTextCLIP(**cfg)
     torch.save(model.state_dict(), out / "open_clip_pytorch_model.bin")
     return out
+
+
+def build_open_clip_native(out: Path, seed: int = 15) -> Path:
+    """laion/CLIP-ViT-B-32-laion2B-s34B-b79K: open_clip's own text transformer (SimpleTokenizer BPE, vocab 49408 kept,
+    context 77), open_clip_config.json + open_clip_model.safetensors."""
+    from safetensors.torch import save_file
+    from zsclip_export.open_clip_import import import_open_clip
+
+    open_clip = import_open_clip()
+    config = json.loads(json.dumps(REAL["laion/CLIP-ViT-B-32-laion2B-s34B-b79K"]["open_clip_config.json"]))
+    model_cfg = config["model_cfg"]
+    model_cfg["embed_dim"] = EMBED
+    model_cfg["vision_cfg"].update(image_size=SIZE, layers=2, width=32, patch_size=8, head_width=8)
+    model_cfg["text_cfg"].update(width=32, heads=4, layers=2)
+    write(out / "open_clip_config.json", config)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**model_cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
+    return out
