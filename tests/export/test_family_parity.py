@@ -71,6 +71,13 @@ def write_photos(folder):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from zsclip.errors import ConfigError
+    from zsclip_export.open_clip_import import import_open_clip
+
+    try:
+        import_open_clip()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
     root = tmp_path_factory.mktemp("families")
     data = root / "data"
     photos = write_photos(data / "shapes" / "img")
