@@ -1,8 +1,10 @@
 """Known Russian-capable checkpoints for `zsclip-export --source` (`zsclip-export --list`).
 
-Sizes are the ONNX files the export writes, estimated from the architecture's parameter counts (FP32: 4 bytes per
-parameter; INT8: the weight MatMul/Gemm matrices, and the text tower's embedding tables, at 1 byte, the rest FP32);
-the estimate is within 0.5 MB of the measured files for ViT-B/32 (image 335.1 vs 334.9 MB FP32, 91.0 vs 91.3 INT8).
+Sizes are the ONNX files the export writes: measured on full-size random-init exports for the sentence-transformers
+and open_clip rows, else estimated from the architecture's parameter counts (FP32: 4 bytes per parameter; INT8: the
+weight MatMul/Gemm matrices, and the text tower's embedding tables, at 1 byte, the rest FP32), which is within 0.5 MB
+of the measured HF-CLIP and DistilBERT towers (open_clip's image tower INT8 came out 111.9 MB, not 91: its
+nn.MultiheadAttention in-projection does not quantize like HF's separate q/k/v Linear layers).
 Times: `zsclip-bench` on random-init exports of the architecture (1137 images projected, INT8 variant, threads 1 / 2)
 on a 2-core machine shared with other jobs (see export/README-hf.md); "—" where the architecture was not measured.
 """
@@ -47,8 +49,8 @@ KNOWN_CHECKPOINTS = (
                     "ViT-L/14@224 + CLIP text"),
     KnownCheckpoint("ai-forever/ruclip-vit-large-patch14-336", "ruclip", 336, (1160.8, 471.7), (294.5, 118.6),
                     "ViT-L/14@336 + CLIP text"),
-    KnownCheckpoint("sentence-transformers/clip-ViT-B-32-multilingual-v1", "sentence-transformers", 224, (335.1, 515.5),
-                    (91.0, 129.1), "ViT-B/32@224 + DistilBERT-multilingual", image_source="sentence-transformers/clip-ViT-B-32"),
+    KnownCheckpoint("sentence-transformers/clip-ViT-B-32-multilingual-v1", "sentence-transformers", 224, (334.9, 515.4),
+                    (91.3, 129.2), "ViT-B/32@224 + DistilBERT-multilingual", image_source="sentence-transformers/clip-ViT-B-32"),
     KnownCheckpoint("M-CLIP/XLM-Roberta-Large-Vit-B-32", "mclip", 224, (335.1, 2137.8), (91.0, 535.4),
                     "ViT-B/32@224 + XLM-R large", image_source="openai/clip-vit-base-patch32",
                     note="FP32 text tower > 2 GiB: beyond one ONNX protobuf file; untested"),
@@ -57,8 +59,8 @@ KNOWN_CHECKPOINTS = (
                     note="FP32 text tower > 2 GiB: beyond one ONNX protobuf file; untested"),
     KnownCheckpoint("M-CLIP/LABSE-Vit-L-14", "mclip", 224, (1159.5, 1798.7), (293.3, 450.1),
                     "ViT-L/14@224 + LaBSE", image_source="openai/clip-vit-large-patch14"),
-    KnownCheckpoint("laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k", "open-clip", 224, (335.1, 1063.8),
-                    (91.0, 266.3), "ViT-B/32@224 (open_clip) + XLM-R base",
+    KnownCheckpoint("laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k", "open-clip", 224, (335.2, 1061.3),
+                    (111.9, 266.1), "ViT-B/32@224 (open_clip) + XLM-R base",
                     note="hf_model_name xlm-roberta-base: its config and tokenizer are fetched from the hub"),
     KnownCheckpoint("google/siglip-base-patch16-256-multilingual", "siglip", 256, (354.5, 1059.3), (91.3, 265.2),
                     "SigLIP B/16@256 + multilingual text"),
