@@ -27,11 +27,13 @@ class KnownCheckpoint:
     note: str = ""
 
 
-# architecture -> projected seconds for 1137 images (INT8; 1 thread, 2 threads), from zsclip-bench (README-hf.md)
+# architecture -> projected seconds for 1137 images (INT8; 1 thread, 2 threads), from zsclip-bench (README-hf.md).
+# CLIP-text rows: the 2026-11-30 runs; the two multilingual rows: 2026-12-03 under load average 8-10 on 2 cores
+# (the same B/32 image tower took 58 ms/image there against 14.6 ms on the quieter 11-30 run), so compare only within a run.
 MEASURED_1137_S = {
     "ViT-B/32@224 + CLIP text": (20.6, 28.3),
-    "ViT-B/32@224 + DistilBERT-multilingual": (None, None),
-    "ViT-B/32@224 (open_clip) + XLM-R base": (None, None),
+    "ViT-B/32@224 + DistilBERT-multilingual": (80.7, 151.8),
+    "ViT-B/32@224 (open_clip) + XLM-R base": (89.8, 141.4),
     "ViT-L/14@224 + CLIP text": (401.0, 470.9),
     "ViT-L/14@336 + CLIP text": (1055.8, 546.7),
 }
