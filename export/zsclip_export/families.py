@@ -51,6 +51,25 @@ class SourceModel:
     details: Dict[str, Any] = field(default_factory=dict)
 
 
+def manifest_fields(cls: Any, **wanted: Any) -> Dict[str, Any]:
+    """The subset of `wanted` that the runtime's manifest dataclass `cls` has.
+
+    The multilingual families declare manifest 1.3's exact-preprocessing and text-handling fields
+    (size_rounding, rgb_conversion, jpeg_draft_factor, reducing_gap, label_cleaning, prompt_average) when the
+    runtime knows them; with a 1.2 runtime they are left out and its defaults apply.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in wanted.items() if k in names}
+
+
+# Text handling of the multilingual families: the tokenizer.json normaliser already does the family's own text
+# cleaning (sentence-transformers' strip, open_clip's ftfy/whitespace clean; M-CLIP passes the text unchanged),
+# so the class name goes in unchanged; prompt ensembles average unit vectors (open_clip's zero-shot classifier).
+UPSTREAM_TEXT = {"label_cleaning": "none", "prompt_average": "unit_mean"}
+
+
 def resolve_source(source: str) -> Path:
     """A local checkpoint folder for `source` (a path, or a hub id fetched with huggingface_hub).
 

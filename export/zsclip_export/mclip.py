@@ -23,7 +23,7 @@ from typing import Any, Optional
 from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, TextConfig
 
-from zsclip_export.families import SourceModel
+from zsclip_export.families import UPSTREAM_TEXT, SourceModel, manifest_fields
 from zsclip_export.hf_preprocess import backend_tokenizer, finish_tokenizer, reference_ids_of
 from zsclip_export.hf_two_tower import CompositeTextTower
 from zsclip_export.image_source import load_image_source
@@ -100,7 +100,8 @@ def load_mclip(folder: Path, image_source: Optional[str]) -> SourceModel:
         tokenizer=finish_tokenizer(backend_tokenizer(hf_tokenizer, str(folder)), context),
         reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=image.preprocess,
-        text=TextConfig(context_length=context, pad_id=int(hf_tokenizer.pad_token_id or 0), unk_id=hf_tokenizer.unk_token_id),
+        text=TextConfig(context_length=context, pad_id=int(hf_tokenizer.pad_token_id or 0), unk_id=hf_tokenizer.unk_token_id,
+                        **manifest_fields(TextConfig, **UPSTREAM_TEXT)),
         embedding=EmbeddingConfig(dim=dim, norm="l2", logit_scale=image.embedding.logit_scale, logit_bias=0.0),
         details={
             "tokenizer": f"{type(hf_tokenizer).__name__} (tokenizers backend)",

@@ -22,7 +22,7 @@ import torch
 from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, PreprocessConfig, TextConfig
 
-from zsclip_export.families import OPEN_CLIP_CONFIG, SourceModel, read_json
+from zsclip_export.families import OPEN_CLIP_CONFIG, UPSTREAM_TEXT, SourceModel, manifest_fields, read_json
 from zsclip_export.hf_preprocess import backend_tokenizer, finish_tokenizer
 from zsclip_export.open_clip_import import import_open_clip
 from zsclip_export.strict_load import load_state_strict, read_state_dict
@@ -139,9 +139,14 @@ def preprocess_of(folder: Path, model_cfg: Dict[str, Any], settings: Dict[str, A
     if len(set(sizes)) != 1 or mode not in RESIZE_MODES:
         raise ConfigError(f"{folder}/{OPEN_CLIP_CONFIG}: preprocessing size {size} / resize_mode {mode!r} is not "
                           f"supported (a square size; resize_mode {tuple(RESIZE_MODES)})")
-    return PreprocessConfig(image_size=int(sizes[0]), resize_mode=RESIZE_MODES[mode],
+    # open_clip's eval transform: image.convert("RGB"), torchvision Resize (long side truncated, one PIL resize),
+    # CenterCrop; only the bounded JPEG draft decode (>= 4x the input size) stays on
+    upstream = manifest_fields(PreprocessConfig, size_rounding="floor", rgb_conversion="convert", jpeg_draft=True,
+                               jpeg_draft_factor=4, reducing_gap=None)
+    return PreprocessConfig(image_size=int(sizes[0]), resize_mode=RESIZE_MODES[mode],  # type: ignore[arg-type]
                             interpolation=settings.get("interpolation", "bicubic"),
-                            mean=tuple(settings.get("mean", OPENAI_MEAN)), std=tuple(settings.get("std", OPENAI_STD)))
+                            mean=tuple(settings.get("mean", OPENAI_MEAN)), std=tuple(settings.get("std", OPENAI_STD)),
+                            **upstream)
 
 
 LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st",
@@ -235,7 +240,7 @@ def load_open_clip(folder: Path) -> SourceModel:
         tokenizer=tokenizer,
         reference_ids=reference_ids,
         preprocess=preprocess_of(folder, model_cfg, settings),
-        text=TextConfig(context_length=context, pad_id=pad_id, unk_id=None),
+        text=TextConfig(context_length=context, pad_id=pad_id, unk_id=None, **manifest_fields(TextConfig, **UPSTREAM_TEXT)),
         embedding=EmbeddingConfig(dim=int(model_cfg["embed_dim"]), norm="l2",
                                   logit_scale=float(model.logit_scale.detach().exp().clamp(max=100.0)),
                                   logit_bias=float(logit_bias.detach()) if logit_bias is not None else 0.0),

@@ -27,7 +27,7 @@ import torch
 from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, TextConfig
 
-from zsclip_export.families import SourceModel, read_json
+from zsclip_export.families import UPSTREAM_TEXT, SourceModel, manifest_fields, read_json
 from zsclip_export.hf_preprocess import backend_tokenizer, finish_tokenizer
 from zsclip_export.image_source import load_image_source, st_modules
 from zsclip_export.strict_load import from_pretrained_strict, load_state_strict, read_state_dict
@@ -176,7 +176,8 @@ def load_sentence_transformers(folder: Path, image_source: Optional[str]) -> Sou
         tokenizer=tokenizer,
         reference_ids=reference_ids,
         preprocess=image.preprocess,
-        text=TextConfig(context_length=context, pad_id=int(hf_tokenizer.pad_token_id or 0), unk_id=hf_tokenizer.unk_token_id),
+        text=TextConfig(context_length=context, pad_id=int(hf_tokenizer.pad_token_id or 0), unk_id=hf_tokenizer.unk_token_id,
+                        **manifest_fields(TextConfig, **UPSTREAM_TEXT)),
         embedding=EmbeddingConfig(dim=dim, norm="l2", logit_scale=image.embedding.logit_scale, logit_bias=0.0),
         details={
             "tokenizer": f"{type(hf_tokenizer).__name__} (tokenizers backend; text stripped{', lowercased' if lower else ''} "
