@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import torch
 from zsclip.errors import ConfigError
@@ -163,7 +163,7 @@ def cleaning_normalizers(clean: str) -> list:
     compares ids with open_clip's own tokenizer)."""
     from tokenizers import Regex, normalizers
 
-    steps = [normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"), normalizers.Replace(Regex("[\u201c-\u201f]"), '"')]
+    steps: List[Any] = [normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"), normalizers.Replace(Regex("[\u201c-\u201f]"), '"')]
     steps += [normalizers.Replace(k, v) for k, v in LIGATURES.items()]
     steps += [normalizers.Replace(chr(code), chr(code - 0xFEE0)) for code in range(0xFF01, 0xFF5F)]
     steps += [normalizers.Replace("\u3000", " "), normalizers.NFC()]

@@ -127,6 +127,7 @@ def read_state_dict(folder: Path, names: Sequence[str], family: str) -> Dict[str
         path = Path(folder) / name
         if not path.is_file():
             continue
+        state: Any
         try:
             if name.endswith(".safetensors"):
                 from safetensors.torch import load_file
