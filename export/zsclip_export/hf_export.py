@@ -47,6 +47,7 @@ class HfExportConfig:
     force: bool = False
     allow_mismatch: bool = False
     model_id: Optional[str] = None
+    image_source: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -202,7 +203,7 @@ def default_model_id(source: str, family: str) -> str:
 
 def build_into(work: Path, cfg: HfExportConfig, step: Callable[[str], None]) -> HfExportReport:
     report = HfExportReport(work)
-    model = load_source(cfg.source, cfg.family)
+    model = load_source(cfg.source, cfg.family, cfg.image_source)
     model.text = dataclasses.replace(model.text, prompts=tuple(cfg.prompts))
     step(f"{cfg.source}: family {model.family}, image {model.preprocess.image_size}px "
          f"({model.preprocess.resize_mode}, {model.preprocess.interpolation}), embedding dim {model.embedding.dim}")
@@ -214,6 +215,7 @@ def build_into(work: Path, cfg: HfExportConfig, step: Callable[[str], None]) -> 
         variants["int8"] = quantize_and_gate(model, work, cfg, step)
         report.checks["int8"] = dict(variants["int8"].quantization)
     provenance = {"source": cfg.source, "family": model.family, **model.details,
+                  **({"image_source": cfg.image_source} if cfg.image_source else {}),
                   "checks": report.checks, "exporter": versions()}
     manifest = ModelManifest(
         model_id=cfg.model_id or default_model_id(cfg.source, model.family), family=model.family,
