@@ -26,9 +26,9 @@ def parse_threads(text: str) -> Tuple[int, ...]:
         try:
             count = available_cpus() if part == "all" else int(part)
         except ValueError:
-            raise ConfigError(f"--threads {text!r}: give counts like 1,2 or 1,all") from None
+            raise ConfigError.for_field("threads", f"{text!r}: give counts like 1,2 or 1,all") from None
         if count < 1:
-            raise ConfigError(f"--threads {text!r}: counts must be >= 1")
+            raise ConfigError.for_field("threads", f"{text!r}: counts must be >= 1")
         if count not in counts:
             counts.append(count)
     return tuple(counts)
@@ -79,7 +79,7 @@ def main(
     from zsclip_bench.runner import run_bench
 
     if data_dir is not None and synthetic is not None:
-        raise ConfigError("give --data DIR or --synthetic N, not both")
+        raise click.UsageError("give --data DIR or --synthetic N, not both")
     cfg = BenchConfig(
         model_dirs=model_dirs or (default_model_dir(),), data_dir=data_dir, synthetic=CONTEST_IMAGES if synthetic is None else synthetic,
         seed=seed, gt_path=gt_path, variants=variants, threads=parse_threads(threads), baseline=baseline,

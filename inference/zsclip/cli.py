@@ -7,11 +7,11 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import click
 
-from zsclip.errors import InputDataError, ZsclipError
+from zsclip.errors import ConfigError, InputDataError, ZsclipError
 
 
 def setup_logging(verbose: int, quiet: bool, prog: str = "zsclip") -> None:
@@ -51,6 +51,10 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         except ZsclipError as exc:
             if debug:
                 raise
+            option = option_of_field(exc, getattr(func, "field_options", {}))
+            if option is not None:  # a bad option value is a usage error: click names the --flag, exit 2
+                raise click.BadParameter(getattr(exc, "problem", str(exc)), ctx=click.get_current_context(),
+                                         param=option) from None
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, also when a library wrapped it (ImportError)
@@ -61,6 +65,27 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             exit_interrupted()
 
     return wrapper
+
+
+def field_options(**aliases: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Name the options that fill config fields of another name: `@field_options(calibration_images="calib_images")`
+    (under `@run_guarded`). Fields named like their option's parameter (`batch_size` <- `--batch-size`) need none."""
+
+    def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        func.field_options = aliases  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def option_of_field(exc: ZsclipError, aliases: Dict[str, str]) -> Optional[click.Option]:
+    """The running command's option that filled the config field a `ConfigError` names, if any."""
+    field = getattr(exc, "field", None) if isinstance(exc, ConfigError) else None
+    ctx = click.get_current_context(silent=True)
+    if field is None or ctx is None:
+        return None
+    name = aliases.get(field, field)
+    return next((p for p in ctx.command.params if isinstance(p, click.Option) and p.name == name), None)
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -37,7 +37,7 @@ def test_config_validation(kwargs: dict, tmp_path: Path) -> None:
 def test_user_errors_are_one_line(tmp_path: Path, data_dir: tuple) -> None:
     runner = CliRunner()
     both = runner.invoke(main, ["--model", str(tmp_path), "--data", str(data_dir[0]), "--synthetic", "5"])
-    assert both.exit_code == 1 and "not both" in both.output
+    assert both.exit_code == 2 and "not both" in both.output
     missing = runner.invoke(main, ["--model", str(tmp_path / "nope"), "--synthetic", "5"])
     assert missing.exit_code == 1 and missing.output.count("\n") == 1 and "does not exist" in missing.output
 
@@ -55,7 +55,7 @@ def test_end_to_end(tiny_model_dir: Path, data_dir: tuple, tmp_path: Path) -> No
 
 def test_synthetic_zero_is_an_error_not_the_default(tiny_model_dir: Path) -> None:
     result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "--synthetic", "0"])
-    assert result.exit_code == 1 and "synthetic image count must be >= 1, got 0" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--synthetic': (image count) must be >= 1, got 0" in result.output
 
 
 @pytest.mark.parametrize("option", ["--json", "--chart"])
