@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Tuple
 
 import click
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError
+from zsclip.progress import format_duration
 from zsclip.workers import available_cpus
 
 from zsclip_bench.config import CONTEST_BUDGET_S, CONTEST_IMAGES
@@ -88,10 +90,14 @@ def main(
         work_dir=work_dir,
     )
 
+    started = time.monotonic()
+
     def on_progress(done: int, total: int, job: object) -> None:
-        if not quiet:
-            click.echo(f"[{done}/{total}] {getattr(job, 'variant', '')} "
-                       f"t{getattr(job, 'threads', '')} {getattr(job, 'model_dir', '')}", err=True)
+        if not quiet:  # one line per measured run (a fresh process each), terminal or log file alike
+            elapsed = time.monotonic() - started
+            eta = f"ETA {format_duration(elapsed / done * (total - done))}" if done < total else format_duration(elapsed)
+            click.echo(f"[{done}/{total}] {getattr(job, 'variant', '')} t{getattr(job, 'threads', '')} "
+                       f"{getattr(job, 'model_dir', '')}: {100 * done // total}%, {eta}", err=True)
 
     report = run_bench(cfg, on_progress=on_progress)
     click.echo(format_report(report))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional
 import click
 
 from zsclip.errors import ConfigError, InputDataError, ZsclipError
+from zsclip.progress import progress_callbacks
 
 
 def setup_logging(verbose: int, quiet: bool, prog: str = "zsclip") -> None:
@@ -204,26 +205,6 @@ def eval_main(
             render_confusion_png(score, target, classes)
             say(f"  confusion matrix -> {target}")
     click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")
-
-
-def progress_callbacks(label: str, enabled: bool = True) -> tuple:
-    """(on_start, on_progress, close) driving one stderr progress bar; no bar when not `enabled` (-q)."""
-    bar: dict = {}
-
-    def on_start(total: int) -> None:
-        if enabled:
-            bar["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-            bar["bar"].__enter__()
-
-    def on_progress(n: int) -> None:
-        if "bar" in bar:
-            bar["bar"].update(n)
-
-    def close() -> None:
-        if "bar" in bar:
-            bar["bar"].__exit__(None, None, None)
-
-    return on_start, on_progress, close
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

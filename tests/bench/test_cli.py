@@ -77,3 +77,14 @@ def test_chart_write_failure_is_a_user_error(tmp_path: Path) -> None:
 
     with pytest.raises(InputDataError, match="cannot write the chart"):
         render_chart({"results": []}, tmp_path)
+
+
+def test_progress_line_per_run_with_eta(tiny_model_dir: Path, data_dir: tuple) -> None:
+    """Every measured run prints a line (also when stderr is a log file), with the share done and an ETA."""
+    result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "--data", str(data_dir[0]), "--variant", "int8",
+                                       "--threads", "1", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert len(lines) == 2, result.output
+    assert lines[0].startswith("[1/2] int8 t1 ") and ": 50%, ETA " in lines[0], result.output
+    assert lines[1].startswith("[2/2] int8 t1 ") and lines[1].endswith(" s") and ": 100%, " in lines[1], result.output
