@@ -180,14 +180,22 @@ def eval_main(
     setup_logging(verbose, quiet)
     say = (lambda _text: None) if quiet else click.echo
     from zsclip.datadir import find_datasets
-    from zsclip.evaluate import evaluate, read_labels, render_confusion_png, worst_classes
+    from zsclip.evaluate import check_ground_truth_matches, check_not_swapped, evaluate, read_labels, render_confusion_png, worst_classes
 
     gt = read_labels(gt_json, "ground truth")
     pred = read_labels(out_json, "predictions")
     if data_dir is not None and not data_dir.is_dir():
         raise InputDataError(f"--data {data_dir} does not exist or is not a directory")
+    check_not_swapped(gt_json, out_json, data_given=data_dir is not None)
     data_dir = data_dir or (gt_json.parent / "datasets")
-    names = {d.name: d.classes for d in find_datasets(data_dir)} if data_dir.is_dir() else {}
+    names = {}
+    if data_dir.is_dir():
+        datasets = find_datasets(data_dir)
+        check_ground_truth_matches(gt, datasets, gt_json, data_dir, strict=not no_strict)
+        names = {d.name: d.classes for d in datasets}
+    elif not quiet:
+        click.echo(f"warning: no {data_dir} beside the ground truth: classes are shown as indices "
+                   f"(--data DATA_DIR gives their names)", err=True)
     report = evaluate(gt, pred, strict=not no_strict, n_classes={k: len(v) for k, v in names.items()})
     for score in report.datasets:
         classes = names.get(score.name)
