@@ -15,9 +15,32 @@ from zsclip.errors import ConfigError, InputDataError, ZsclipError
 from zsclip.progress import progress_callbacks
 
 
+class OwnerFormatter(logging.Formatter):
+    """`prog: LEVEL: message` for zsclip's own loggers; a library's record under its own name
+    (`onnxruntime: WARNING: ...`; `library` when it logged through the root logger), never as zsclip's."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__("%(message)s")
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        owner = self.prog if is_own_logger(record.name) else ("library" if record.name == "root" else record.name)
+        return f"{owner}: {record.levelname}: {super().format(record)}"
+
+
+def is_own_logger(name: str) -> bool:
+    return name.split(".")[0] in ("zsclip", "zsclip_export", "zsclip_train", "zsclip_bench", "zsclip_bundle", "__main__")
+
+
 def setup_logging(verbose: int, quiet: bool, prog: str = "zsclip") -> None:
+    """Log to stderr at WARNING (-v INFO, -vv DEBUG, -q ERROR). Third-party libraries' warnings are shown,
+    under their own name, only with -v; their errors always."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format=f"{prog}: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OwnerFormatter(prog))
+    if not verbose:
+        handler.addFilter(lambda record: is_own_logger(record.name) or record.levelno >= logging.ERROR)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
