@@ -64,8 +64,9 @@ def exit_interrupted() -> None:
 
 
 def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback); Ctrl-C exits 130
-    (with `--debug`, after its traceback: click would otherwise print "Aborted!" and exit 1)."""
+    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback), except a ConfigError
+    about a field one of the command's options filled: that is click's usage error naming the `--option`, exit 2.
+    Ctrl-C exits 130 (with `--debug`, after its traceback: click would otherwise print "Aborted!" and exit 1)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
