@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import click
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError
-from zsclip.progress import format_duration
+from zsclip.progress import Heartbeat, format_duration, stderr_is_terminal
 from zsclip.workers import available_cpus
 
 from zsclip_bench.config import CONTEST_BUDGET_S, CONTEST_IMAGES
@@ -90,16 +90,26 @@ def main(
         work_dir=work_dir,
     )
 
-    started = time.monotonic()
+    started, runs = time.monotonic(), {"done": 0, "total": 0}
 
     def on_progress(done: int, total: int, job: object) -> None:
+        runs.update(done=done, total=total)
         if not quiet:  # one line per measured run (a fresh process each), terminal or log file alike
-            elapsed = time.monotonic() - started
-            eta = f"ETA {format_duration(elapsed / done * (total - done))}" if done < total else format_duration(elapsed)
             click.echo(f"[{done}/{total}] {getattr(job, 'variant', '')} t{getattr(job, 'threads', '')} "
-                       f"{getattr(job, 'model_dir', '')}: {100 * done // total}%, {eta}", err=True)
+                       f"{getattr(job, 'model_dir', '')}: {100 * done // total}%, {timing()}", err=True)
 
-    report = run_bench(cfg, on_progress=on_progress)
+    def timing() -> str:
+        elapsed, done, total = time.monotonic() - started, runs["done"], runs["total"]
+        if not done:
+            return f"{format_duration(elapsed)} so far"
+        return f"ETA {format_duration(elapsed / done * (total - done))}" if done < total else format_duration(elapsed)
+
+    def heartbeat() -> str:
+        done = f"{runs['done']}/{runs['total']} runs" if runs["total"] else "first run"
+        return f"benchmarking: {done}, {timing()}"
+
+    with Heartbeat(heartbeat, enabled=not quiet and not stderr_is_terminal()):  # runs take 10-60 s each
+        report = run_bench(cfg, on_progress=on_progress)
     click.echo(format_report(report))
     if json_out and not quiet:
         click.echo(f"report -> {json_out}", err=True)

@@ -7,6 +7,7 @@ but lines like `predicting: 512/1137 images (45%), 12.3 img/s, ETA 51 s`.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any, Callable, Optional, Tuple
 
@@ -98,3 +99,29 @@ def progress_callbacks(label: str, enabled: bool = True) -> Callbacks:
             state.pop("lines").finish()
 
     return on_start, on_progress, close
+
+
+class Heartbeat:
+    """A line from `describe()` on stderr every `interval` seconds while the `with` block runs (for work that reports
+    progress only now and then, e.g. zsclip-bench's runs, each a fresh process); nothing when not `enabled`."""
+
+    def __init__(self, describe: Callable[[], str], enabled: bool = True, interval: Optional[float] = None) -> None:
+        self.describe, self.enabled = describe, enabled
+        self.interval = LINE_INTERVAL_S if interval is None else interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.beat, name="zsclip-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            click.echo(self.describe(), file=sys.stderr)
+            sys.stderr.flush()
+
+    def __enter__(self) -> Heartbeat:
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()

@@ -88,3 +88,20 @@ def test_progress_line_per_run_with_eta(tiny_model_dir: Path, data_dir: tuple) -
     assert len(lines) == 2, result.output
     assert lines[0].startswith("[1/2] int8 t1 ") and ": 50%, ETA " in lines[0], result.output
     assert lines[1].startswith("[2/2] int8 t1 ") and lines[1].endswith(" s") and ": 100%, " in lines[1], result.output
+
+
+def test_heartbeat_lines_between_runs_when_stderr_is_not_a_terminal(tiny_model_dir: Path, data_dir: tuple,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run is a fresh process of 10-60 s on real data: in a log file a line comes every few seconds meanwhile."""
+    from zsclip import progress
+
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.05)
+    result = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "--data", str(data_dir[0]), "--variant", "int8",
+                                       "--threads", "1", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    beats = [line for line in result.output.splitlines() if line.startswith("benchmarking: ")]
+    assert any(line.startswith("benchmarking: first run, ") and line.endswith(" so far") for line in beats), result.output
+    assert any(line.startswith("benchmarking: 1/2 runs, ETA ") for line in beats), result.output
+    quiet = CliRunner().invoke(main, ["--model", str(tiny_model_dir), "--data", str(data_dir[0]), "--variant", "int8",
+                                      "--threads", "1", "--repeats", "1", "-q"])
+    assert quiet.exit_code == 0 and "benchmarking" not in quiet.output
