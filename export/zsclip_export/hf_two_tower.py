@@ -1,13 +1,16 @@
-"""A two-tower composite: any Hugging Face text encoder (+ a linear projection) with any CLIP vision tower.
+"""A two-tower composite: any Hugging Face text encoder (+ a linear projection) with any vision tower that has a
+pooled output (CLIP vision, SigLIP vision, ViT, ...).
 
-Source layout (`save_two_tower` writes it)::
+Source layout (`save_two_tower` writes it; so does `zsclip-train fit` for runs with hf: towers)::
 
     two_tower.json          {"format": "zsclip-hf-two-tower", "format_version": 1,
                              "text_model": "text", "vision_model": "vision",   (sub-folders or hub ids)
                              "text_pooling": "mean" | "cls" | "pooler",
+                             "image_pooling": "pooler" | "cls",   (optional, default pooler; non-CLIP vision)
                              "logit_scale": 100.0, "logit_bias": 0.0, "context_length": 64}
     text/                   AutoModel + AutoTokenizer (save_pretrained; a `tokenizers`-backed tokenizer)
-    vision/                 CLIPModel or CLIPVisionModelWithProjection + preprocessor_config.json
+    vision/                 CLIPModel, CLIPVisionModel(WithProjection) or any AutoModel vision model with a pooled
+                            output + preprocessor_config.json
     projection.safetensors  text_projection.weight [D, H] (+ .bias [D]); image_projection.* when the
                             vision model has no projection of its own
 """
@@ -34,6 +37,7 @@ from zsclip_export.hf_preprocess import (
 
 logger = logging.getLogger(__name__)
 POOLINGS = ("mean", "cls", "pooler")
+IMAGE_POOLINGS = ("pooler", "cls")
 
 
 def linear_from(state: Dict[str, torch.Tensor], prefix: str) -> Optional[torch.nn.Linear]:
@@ -84,9 +88,22 @@ class CompositeTextTower(torch.nn.Module):
         return self.projection(pooled)
 
 
-def load_vision(folder: Path) -> Tuple[Any, bool, str]:
-    """(vision module, whether it has its own projection, model type) of a CLIP (vision) checkpoint."""
-    from transformers import AutoConfig, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection
+class PooledVision(torch.nn.Module):
+    """Any transformers vision model -> its pooled output or its first (CLS) token state."""
+
+    def __init__(self, model: Any, pooling: str) -> None:
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)
+        return out.last_hidden_state[:, 0] if self.pooling == "cls" else out.pooler_output
+
+
+def load_vision(folder: Path, pooling: str = "pooler") -> Tuple[Any, bool, str]:
+    """(vision module, whether it has its own projection, model type) of a vision checkpoint."""
+    from transformers import AutoConfig, AutoModel, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection
 
     from zsclip_export.clip_hf import ClipImageTower
 
@@ -97,8 +114,13 @@ def load_vision(folder: Path) -> Tuple[Any, bool, str]:
         if "CLIPVisionModelWithProjection" in (config.architectures or []):
             model = CLIPVisionModelWithProjection.from_pretrained(str(folder), attn_implementation="eager")
             return ClipImageTower(model).eval(), True, config.model_type
-        return CLIPVisionModel.from_pretrained(str(folder), attn_implementation="eager").eval(), False, config.model_type
-    raise ConfigError(f"{folder}: vision model_type {config.model_type!r} is not a CLIP vision tower")
+        vision = CLIPVisionModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+        return (PooledVision(vision, pooling) if pooling == "cls" else vision), False, config.model_type
+    try:
+        model = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{folder}: vision model_type {config.model_type!r} does not load ({exc})") from None
+    return PooledVision(model, pooling).eval(), False, config.model_type
 
 
 def load_two_tower(folder: Path) -> SourceModel:
@@ -117,6 +139,9 @@ def load_two_tower(folder: Path) -> SourceModel:
     pooling = spec.get("text_pooling", "mean")
     if pooling not in POOLINGS:
         raise ConfigError(f"{folder}/{TWO_TOWER_FILE}: text_pooling {pooling!r} is not one of {POOLINGS}")
+    image_pooling = spec.get("image_pooling", "pooler")
+    if image_pooling not in IMAGE_POOLINGS:
+        raise ConfigError(f"{folder}/{TWO_TOWER_FILE}: image_pooling {image_pooling!r} is not one of {IMAGE_POOLINGS}")
     text_dir = locate(folder, spec["text_model"])
     vision_dir = locate(folder, spec["vision_model"])
     try:
@@ -128,7 +153,7 @@ def load_two_tower(folder: Path) -> SourceModel:
         raise ConfigError(f"{folder}/projection.safetensors has no text_projection.weight")
     encoder = AutoModel.from_pretrained(str(text_dir)).eval()
     hf_tokenizer = AutoTokenizer.from_pretrained(str(text_dir))
-    vision, has_projection, vision_type = load_vision(vision_dir)
+    vision, has_projection, vision_type = load_vision(vision_dir, image_pooling)
     image_projection = None if has_projection else linear_from(projections, "image_projection")
     if not has_projection and image_projection is None:
         logger.warning("%s has no visual projection and projection.safetensors no image_projection: "
@@ -152,7 +177,8 @@ def load_two_tower(folder: Path) -> SourceModel:
             "text_model": f"{spec['text_model']} ({encoder.config.model_type})",
             "vision_model": f"{spec['vision_model']} ({vision_type})",
             "text_pooling": f"{pooling} -> text_projection",
-            "image_pooling": "CLS + post-layernorm -> " + ("visual_projection" if has_projection else "image_projection"),
+            "image_pooling": ("CLS state" if image_pooling == "cls" else "pooled output") + " -> "
+            + ("visual_projection" if has_projection else "image_projection"),
             "architecture": "two-tower composite",
         },
     )
@@ -166,7 +192,7 @@ def locate(folder: Path, reference: str) -> Path:
 def save_two_tower(out: Path, text_model: Any, tokenizer: Any, vision_model: Any, image_processor: Any,
                    text_projection: torch.nn.Linear, pooling: str = "mean", logit_scale: float = 100.0,
                    logit_bias: float = 0.0, context_length: Optional[int] = None,
-                   image_projection: Optional[torch.nn.Linear] = None) -> Path:
+                   image_projection: Optional[torch.nn.Linear] = None, image_pooling: str = "pooler") -> Path:
     """Write a composite source folder (e.g. after LiT-style training of the projection)."""
     from safetensors.torch import save_file
 
@@ -181,6 +207,8 @@ def save_two_tower(out: Path, text_model: Any, tokenizer: Any, vision_model: Any
     save_file(tensors, str(out / "projection.safetensors"))
     spec = {"format": TWO_TOWER_FORMAT, "format_version": 1, "text_model": "text", "vision_model": "vision",
             "text_pooling": pooling, "logit_scale": logit_scale, "logit_bias": logit_bias}
+    if image_pooling != "pooler":
+        spec["image_pooling"] = image_pooling
     if context_length:
         spec["context_length"] = context_length
     (out / TWO_TOWER_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,11 +34,33 @@ def image_to_tensor(image: Image.Image, size: int, mean: Sequence[float], std: S
     return torch.from_numpy(normalised.transpose(2, 0, 1).astype(np.float32))
 
 
+class ImagePreprocess:
+    """PIL image -> [3, S, S] float32: the runtime's `PreprocessConfig` preprocessing for hf: towers (exactly what
+    the exported model dir will do), `image_to_tensor` for tiny / effnet-lite0. Picklable (loader workers)."""
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], runtime: Optional[Any] = None) -> None:
+        self.size, self.mean, self.std, self.runtime = size, tuple(mean), tuple(std), runtime
+
+    @classmethod
+    def of_model(cls, model: Any) -> ImagePreprocess:
+        """The preprocessing a `TwoTower` was built for."""
+        if model.preprocess is not None:
+            return cls(model.preprocess.image_size, model.preprocess.mean, model.preprocess.std, model.preprocess)
+        mean, std = model.config.mean_std
+        return cls(model.config.image_size, mean, std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if self.runtime is None:
+            return image_to_tensor(image, self.size, self.mean, self.std)
+        from zsclip.preprocess import preprocess_image
+
+        return torch.from_numpy(preprocess_image(image, self.runtime))
+
+
 class PairDataset(torch.utils.data.Dataset):
     """Item (epoch, index) -> (pixels [3, S, S], one of the image's queries)."""
 
-    def __init__(self, prepared: Path, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 seed: int) -> None:
+    def __init__(self, prepared: Path, preprocess: ImagePreprocess, seed: int) -> None:
         prepared = Path(prepared)
         try:
             index = np.load(prepared / "index.npz")
@@ -48,7 +70,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.columns = {k: index[k] for k in index.files}
         self.shard_paths = [Path(shards["shard_dir"]) / name for name in shards["shards"]]
         self.queries_path = prepared / "queries.txt"
-        self.image_size, self.mean, self.std, self.seed = image_size, tuple(mean), tuple(std), seed
+        self.preprocess, self.seed = preprocess, seed
 
     def __len__(self) -> int:
         return len(self.columns["shard"])
@@ -68,7 +90,7 @@ class PairDataset(torch.utils.data.Dataset):
         c = self.columns
         data = self.read(self.shard_paths[int(c["shard"][index])], int(c["jpg_offset"][index]),
                          int(c["jpg_size"][index]))
-        pixels = image_to_tensor(load_image(data), self.image_size, self.mean, self.std)
+        pixels = self.preprocess(load_image(data))
         options = self.queries(index)
         pick = np.random.default_rng([self.seed, epoch, index]).integers(len(options))
         return pixels, options[pick]
@@ -104,29 +126,62 @@ class GlobalBatchSampler:
 
 
 class Collate:
-    """Stacks pixels and tokenises queries to a fixed context length (pad id 0)."""
+    """Stacks pixels and tokenises queries to a fixed context length (`QueryTokenizer`)."""
 
-    def __init__(self, tokenizer_file: Path, context_length: int) -> None:
-        self.tokenizer_file, self.context_length = str(tokenizer_file), context_length
-        self._tokenizer = None
+    def __init__(self, tokenizer: QueryTokenizer) -> None:
+        self.tokenizer = tokenizer
 
     def __call__(self, batch: Sequence[Tuple[torch.Tensor, str]]) -> Tuple[torch.Tensor, ...]:
         pixels = torch.stack([p for p, _ in batch])
-        ids, mask = tokenize(self.tokenizer(), [q for _, q in batch], self.context_length)
+        ids, mask = self.tokenizer([q for _, q in batch])
         return pixels, ids, mask
 
-    def tokenizer(self):  # -> tokenizers.Tokenizer, loaded lazily so the collate pickles cheaply
+
+class QueryTokenizer:
+    """texts -> (input_ids, attention_mask) int64 [N, context_length], padded with `pad_id`, as the runtime
+    tokenises (tokenizer.json truncates, keeping special tokens). Holds the tokenizer as its JSON text, so it
+    pickles cheaply into loader workers; the `tokenizers.Tokenizer` is built lazily."""
+
+    def __init__(self, tokenizer_json: str, context_length: int, pad_id: int = 0) -> None:
+        self.tokenizer_json, self.context_length, self.pad_id = tokenizer_json, context_length, pad_id
+        self._tokenizer: Any = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokenizer": None}
+
+    @classmethod
+    def from_file(cls, path: Path, context_length: int) -> QueryTokenizer:
+        """The prepared WordPiece tokenizer ([PAD] = 0)."""
+        return cls(Path(path).read_text(encoding="utf-8"), context_length, 0)
+
+    @classmethod
+    def from_transformers(cls, hf_tokenizer: Any, context_length: int) -> QueryTokenizer:
+        """A fast transformers tokenizer's backend, truncating like zsclip-export's tokenizer.json."""
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+        backend.no_padding()
+        backend.enable_truncation(max_length=context_length)
+        pad = hf_tokenizer.pad_token_id
+        return cls(backend.to_str(), context_length, int(pad) if pad is not None else 0)
+
+    def tokenizer(self) -> Any:  # -> tokenizers.Tokenizer
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_file(self.tokenizer_file)
+            self._tokenizer = Tokenizer.from_str(self.tokenizer_json)
         return self._tokenizer
 
+    def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        return tokenize(self.tokenizer(), texts, self.context_length, self.pad_id)
 
-def tokenize(tokenizer, texts: Sequence[str], context_length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+
+def tokenize(tokenizer, texts: Sequence[str], context_length: int, pad_id: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask, int64 [N, context_length]."""
-    ids = torch.zeros((len(texts), context_length), dtype=torch.int64)
+    ids = torch.full((len(texts), context_length), pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(texts), context_length), dtype=torch.int64)
     for row, encoding in enumerate(tokenizer.encode_batch(list(texts))):
         tokens = encoding.ids[:context_length]
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
-    return ids, (ids != 0).to(torch.int64)
+        mask[row, : len(tokens)] = 1
+    return ids, mask

@@ -77,6 +77,8 @@ class TrainConfig:
             raise ConfigError("num_workers, weight_decay, grad_clip and eval_every must be >= 0")
         if self.stop_at_step is not None and not 1 <= self.stop_at_step <= self.steps:
             raise ConfigError(f"stop_at_step must be in 1..steps ({self.steps})")
+        if self.tokenizer is not None and self.model.hf_text is not None:
+            raise ConfigError("tokenizer is the embedding bag's; an hf: text tower tokenizes with its own tokenizer")
         if not self.eval_prompts or any("{}" not in p for p in self.eval_prompts):
             raise ConfigError("eval_prompts must be templates holding '{}'")
 

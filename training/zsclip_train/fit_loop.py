@@ -8,13 +8,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, cast
+from typing import Any, Dict, Iterator, Optional, Tuple, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from zsclip.errors import InputDataError
 
-from zsclip_train.data_pairs import Collate, GlobalBatchSampler, PairDataset
+from zsclip_train.data_pairs import Collate, GlobalBatchSampler, ImagePreprocess, PairDataset, QueryTokenizer
 from zsclip_train.ddp import DistContext, all_reduce_mean, barrier, gather_features
 from zsclip_train.fit import FitResult, TrainConfig, autocast_context, lr_factor, train_summary
 from zsclip_train.fit_checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
@@ -37,20 +37,31 @@ class Run:
     wrapped: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    tokenizer: Any
-    tokenizer_file: Path
+    tokenizer: QueryTokenizer
+    tokenizer_file: Optional[Path]  # the prepared WordPiece tokenizer; None with an hf: text tower
     step: int = 0
     micro_steps_per_epoch: int = 1
 
 
-def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
-    from tokenizers import Tokenizer
+def query_tokenizer(cfg: TrainConfig) -> Tuple[QueryTokenizer, Optional[Path], int]:
+    """The tokenizer training uses: the hf: text tower's own, else the prepared WordPiece one.
+    Returns (tokenizer, its file or None, vocabulary size)."""
+    reference = cfg.model.hf_text
+    if reference is not None:
+        from zsclip_train.hf_towers import fast_tokenizer
 
+        hf_tokenizer = fast_tokenizer(reference)
+        return QueryTokenizer.from_transformers(hf_tokenizer, cfg.model.context_length), None, len(hf_tokenizer)
     tokenizer_file = cfg.tokenizer or cfg.data / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise InputDataError(f"tokenizer {tokenizer_file} not found; run `zsclip-train prepare` or set `tokenizer`")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size(),
+    tokenizer = QueryTokenizer.from_file(tokenizer_file, cfg.model.context_length)
+    return tokenizer, tokenizer_file, tokenizer.tokenizer().get_vocab_size()
+
+
+def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
+    tokenizer, tokenizer_file, vocab_size = query_tokenizer(cfg)
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=vocab_size,
                                     init_bias=-10.0 if cfg.loss == "siglip" else cfg.model.init_bias)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = TwoTower(model_cfg).to(ctx.device)
@@ -68,14 +79,13 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
 
 def make_batches(run: Run, stop: int) -> Iterator:
     cfg, ctx = run.cfg, run.ctx
-    mean, std = run.model.config.mean_std
-    dataset = PairDataset(cfg.data, run.model.config.image_size, mean, std, cfg.seed)
+    dataset = PairDataset(cfg.data, ImagePreprocess.of_model(run.model), cfg.seed)
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, ctx.rank, ctx.world_size, cfg.seed,
                                  run.step * cfg.accum_steps, stop * cfg.accum_steps)
     run.micro_steps_per_epoch = sampler.per_epoch
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda",
-        collate_fn=Collate(run.tokenizer_file, run.model.config.context_length),
+        collate_fn=Collate(run.tokenizer),
         generator=torch.Generator().manual_seed(cfg.seed),  # never draw from the global RNG (exact resume)
     )
     return iter(loader)
