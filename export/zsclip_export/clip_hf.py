@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, TextConfig
 
 from zsclip_export.families import SourceModel
@@ -48,12 +47,17 @@ class ClipTextTower(torch.nn.Module):
 
 
 def load_clip_model(folder: Path) -> Any:
+    """A CLIPModel whose every weight comes from the checkpoint.
+
+    Raises:
+        ConfigError: config.json is not a CLIP config, or any weight is missing, unexpected or of another shape.
+    """
     from transformers import CLIPModel
 
-    try:
-        return CLIPModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: not a loadable CLIPModel checkpoint ({exc})") from None
+    from zsclip_export.strict_load import check_model_type, from_pretrained_strict
+
+    check_model_type("clip", folder, ("clip",))
+    return from_pretrained_strict(CLIPModel, folder, "clip", attn_implementation="eager")
 
 
 def load_clip(folder: Path) -> SourceModel:

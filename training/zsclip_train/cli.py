@@ -99,6 +99,26 @@ def fit(config: Path) -> None:
         click.echo(str(result))
 
 
+@main.command("cache-features")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="Storage of the features (float16: half the disk; float32: bit-faithful to the tower).")
+@click.option("--shard-size", type=int, default=10000, show_default=True, help="Images per .npy shard.")
+@click.option("--batch-size", type=int, default=None, help="Images per forward pass (default: the config's).")
+@common_options
+@run_guarded
+def cache_features(config: Path, dtype: str, shard_size: int, batch_size: Optional[int]) -> None:
+    """Compute the locked image tower's features of every training image into the config's `feature_cache` dir
+    (resumable; under torchrun each rank computes its share). `fit` with the same config then trains from it."""
+    from zsclip_train.feature_cache_build import FeatureCacheConfig, cache_image_features
+    from zsclip_train.fit import load_train_config
+
+    cfg = FeatureCacheConfig(train=load_train_config(config), dtype=dtype, shard_size=shard_size, batch_size=batch_size)
+    result = cache_image_features(cfg, progress=lambda line: click.echo(line, err=True))
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(str(result))
+
+
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
               help="Labelled photos: a data dir (datasets/<name>/classes.json + img/) with gt.json.")

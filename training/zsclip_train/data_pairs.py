@@ -91,9 +91,12 @@ class PairDataset(torch.utils.data.Dataset):
         data = self.read(self.shard_paths[int(c["shard"][index])], int(c["jpg_offset"][index]),
                          int(c["jpg_size"][index]))
         pixels = self.preprocess(load_image(data))
+        return pixels, self.pick_query(epoch, index)
+
+    def pick_query(self, epoch: int, index: int) -> str:
+        """The image's query for `epoch`: drawn from an RNG seeded by (seed, epoch, index)."""
         options = self.queries(index)
-        pick = np.random.default_rng([self.seed, epoch, index]).integers(len(options))
-        return pixels, options[pick]
+        return options[np.random.default_rng([self.seed, epoch, index]).integers(len(options))]
 
 
 class GlobalBatchSampler:

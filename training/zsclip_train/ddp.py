@@ -54,18 +54,59 @@ def teardown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def gather_features(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """All ranks' rows [W*B, D]; only this rank's slot carries gradient.
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by `factor`."""
 
-    Every rank computes the same global loss and back-propagates into its own rows; DDP's average
-    of those gradients is the global gradient divided by the world size (the loop rescales).
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, factor: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.factor = factor
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+        return grad * ctx.factor, None
+
+
+def gather_features(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """All ranks' rows [W*B, D]; only this rank's slot carries gradient, scaled by the world size.
+
+    Every rank computes the same global loss and back-propagates into its own rows. DDP averages:
+    the towers' gradient is then the sum of the ranks' row gradients / W, hence the factor W here;
+    the temperature and bias, which every rank sees whole, keep their unscaled gradient (scaling the
+    loss instead gave them W times their gradient).
     """
     if not ctx.distributed:
         return local
     parts = [torch.empty_like(local) for _ in range(ctx.world_size)]
     dist.all_gather(parts, local.detach().contiguous())
-    parts[ctx.rank] = local
+    parts[ctx.rank] = _ScaleGradient.apply(local, float(ctx.world_size))
     return torch.cat(parts)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient of the gathered tensor and keeps this rank's slot."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:  # type: ignore[override]
+        parts = [torch.empty_like(local) for _ in range(world_size)]
+        dist.all_gather(parts, local.contiguous())
+        ctx.rank, ctx.rows = rank, len(local)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # gloo has no reduce_scatter; the sum then this rank's slice is the same thing
+        return grad[ctx.rank * ctx.rows: (ctx.rank + 1) * ctx.rows], None, None
+
+
+def gather_features_with_grad(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """All ranks' rows [W*B, D] for the local loss: the backward sends each rank's gradient of every row to the
+    row's owner (open_clip's gather_with_grad), so a rank's loss over its own rows trains every rank's towers.
+    Collective in forward and backward: every rank must call it and back-propagate through it."""
+    if not ctx.distributed:
+        return local
+    return _GatherWithGrad.apply(local, ctx.rank, ctx.world_size)
 
 
 def gather_objects(obj: Any, ctx: DistContext) -> List[Any]:

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-PATH_FIELDS = ("data", "out_dir", "tokenizer", "eval_dir", "eval_gt")
+PATH_FIELDS = ("data", "out_dir", "tokenizer", "eval_dir", "eval_gt", "feature_cache")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: Optional[Path] = None  # default: data/tokenizer.json
     loss: str = "infonce"
+    local_loss: bool = False  # each rank scores its rows against the gathered batch: [B, N] logits, not [N, N]
+    feature_cache: Optional[Path] = None  # `zsclip-train cache-features` output: train a locked image tower from it
     batch_size: int = 256  # per process and micro-step
     accum_steps: int = 1  # micro-steps per optimizer step (negatives stay within a micro-step)
     steps: int = 10000

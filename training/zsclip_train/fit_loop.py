@@ -15,13 +15,14 @@ from torch.nn.parallel import DistributedDataParallel
 from zsclip.errors import InputDataError
 
 from zsclip_train.data_pairs import Collate, GlobalBatchSampler, ImagePreprocess, PairDataset, QueryTokenizer
-from zsclip_train.ddp import DistContext, all_reduce_mean, barrier, gather_features
+from zsclip_train.ddp import DistContext, all_reduce_mean, barrier, gather_features, gather_features_with_grad
+from zsclip_train.feature_cache import CachedFeatureForward, CachedPairDataset, open_feature_cache
 from zsclip_train.fit import FitResult, TrainConfig, autocast_context, lr_factor, train_summary
 from zsclip_train.fit_checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from zsclip_train.fit_eval import evaluate_zero_shot
 from zsclip_train.fit_log import MetricLog
 from zsclip_train.fit_model import TwoTower, save_pretrained
-from zsclip_train.loss import contrastive_loss
+from zsclip_train.loss import contrastive_loss, local_contrastive_loss
 
 logger = logging.getLogger(__name__)
 TRAIN_FIELDS = ("step", "epoch", "loss", "lr", "logit_scale", "samples_per_s")
@@ -72,14 +73,23 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> Run:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
-    wrapped = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
-        if ctx.distributed else model
+    net = CachedFeatureForward(model) if cfg.feature_cache is not None else model
+    wrapped = DistributedDataParallel(net, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
+        if ctx.distributed else net
     return Run(cfg, ctx, model, wrapped, optimizer, scheduler, tokenizer, tokenizer_file)
+
+
+def pair_dataset(cfg: TrainConfig, model: TwoTower) -> PairDataset:
+    """The training pairs, preprocessed for `model`'s image tower (`cache-features` uses the same)."""
+    return PairDataset(cfg.data, ImagePreprocess.of_model(model), cfg.seed)
 
 
 def make_batches(run: Run, stop: int) -> Iterator:
     cfg, ctx = run.cfg, run.ctx
-    dataset = PairDataset(cfg.data, ImagePreprocess.of_model(run.model), cfg.seed)
+    dataset = pair_dataset(cfg, run.model)
+    if cfg.feature_cache is not None:  # pooled features of the locked image tower instead of decoded images
+        dataset = CachedPairDataset(dataset, open_feature_cache(cfg.feature_cache, run.model, dataset, cfg.data,
+                                                                ctx.device))
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, ctx.rank, ctx.world_size, cfg.seed,
                                  run.step * cfg.accum_steps, stop * cfg.accum_steps)
     run.micro_steps_per_epoch = sampler.per_epoch
@@ -103,11 +113,8 @@ def train_step(run: Run, batches: Iterator) -> float:
         with no_sync:
             with autocast_context(cfg, run.ctx.device):
                 image, text = run.wrapped(pixels, ids, mask)
-            loss = contrastive_loss(cfg.loss, gather_features(image, run.ctx), gather_features(text, run.ctx),
-                                    run.model.scale(), run.model.logit_bias)
-            # every rank holds the same global loss but back-propagates into its own rows only, and DDP
-            # averages: scaling by the world size makes the result the exact gradient of the global loss
-            (loss * run.ctx.world_size / cfg.accum_steps).backward()
+            loss = batch_loss(run, image, text)
+            (loss / cfg.accum_steps).backward()
         total += loss.item() / cfg.accum_steps
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -115,6 +122,19 @@ def train_step(run: Run, batches: Iterator) -> float:
     run.scheduler.step()
     run.step += 1
     return total
+
+
+def batch_loss(run: Run, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """The micro-batch loss whose gradient, averaged by DDP, is the exact gradient of the global-batch loss."""
+    ctx, model = run.ctx, run.model
+    if run.cfg.local_loss:
+        # this rank's share of the global loss; the gather's backward routes every rank's row gradients home
+        return local_contrastive_loss(run.cfg.loss, image, text, gather_features_with_grad(image, ctx),
+                                      gather_features_with_grad(text, ctx), ctx.rank * len(image), model.scale(),
+                                      model.logit_bias)
+    # every rank holds the same global loss but back-propagates into its own rows only (see gather_features)
+    return contrastive_loss(run.cfg.loss, gather_features(image, ctx), gather_features(text, ctx), model.scale(),
+                            model.logit_bias)
 
 
 def evaluate(run: Run, log: Optional[MetricLog]) -> Dict[str, float]:

@@ -29,3 +29,24 @@ def contrastive_loss(kind: str, image: torch.Tensor, text: torch.Tensor, scale: 
     if kind == "siglip":
         return siglip_loss(image, text, scale, bias)
     return infonce_loss(image, text, scale)
+
+
+def local_contrastive_loss(kind: str, image: torch.Tensor, text: torch.Tensor, all_image: torch.Tensor,
+                           all_text: torch.Tensor, offset: int, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """open_clip's `local_loss`: this rank's rows (`image`, `text`, [B, D]) scored against the gathered batch
+    (`all_image`, `all_text`, [N, D], this rank's rows at `offset`), so the logits are [B, N], never [N, N].
+
+    Returns this rank's share: the mean over ranks of these values is the global loss of `contrastive_loss`.
+    Its gradient reaches the other ranks' rows only if the gather carries gradient
+    (`zsclip_train.ddp.gather_features_with_grad`); then DDP's average is the exact global gradient.
+    """
+    image, text, all_image, all_text = image.float(), text.float(), all_image.float(), all_text.float()
+    labels = torch.arange(len(image), device=image.device) + offset
+    if kind == "siglip":  # the sigmoid loss is a sum over pairs: this rank's image rows cover its share of them
+        logits = scale * image @ all_text.t() + bias
+        signs = -torch.ones_like(logits)
+        signs[torch.arange(len(image), device=image.device), labels] = 1.0
+        return -F.logsigmoid(signs * logits).sum() / len(image)
+    per_image = scale * image @ all_text.t()
+    per_text = scale * text @ all_image.t()
+    return (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
