@@ -23,11 +23,15 @@ def readme_tomls() -> dict:
     import tomllib
 
     text = README.read_text(encoding="utf-8")
-    found = {}
+    found, fragments = {}, []
     for block in re.findall(r"```toml\n(.*?)```", text, re.S):
         name = re.match(r"# (\S+\.toml)\n", block)
-        assert name, f"a ```toml block of training/README.md does not start with '# NAME.toml': {block[:80]!r}"
-        found[name.group(1)] = tomllib.loads(block)
+        if name:
+            found[name.group(1)] = tomllib.loads(block)
+        else:  # a fragment ("add to the fit config"): checked inside the README's first full config
+            fragments.append(tomllib.loads(block))
+    for i, fragment in enumerate(fragments):
+        found[f"run.toml+fragment{i}"] = {**next(iter(found.values())), **fragment}
     for name, _tag, body in re.findall(r"cat > (\S+\.toml) <<'(\w+)'\n(.*?)\n\2\n", text, re.S):
         found[name] = tomllib.loads(body)
     return found
@@ -64,12 +68,13 @@ def test_readme_toml_parses(name, tmp_path):
 
 def test_readme_torchrun_lines_parse():
     from torch.distributed.run import get_args_parser
+    from zsclip_train.cli import main
 
     tomls = readme_tomls()
     lines = [line for line in readme_command_lines() if re.match(r"(\w+=\S+ )*torchrun ", line)]
     assert len(lines) >= 4, lines
     for line in lines:
-        words = shlex.split(line)
+        words = shlex.split(line, comments=True)
         words = words[words.index("torchrun") + 1:]
         words = ["1" if w == "R" else w for w in words]  # the placeholder node rank
         try:
@@ -77,7 +82,7 @@ def test_readme_torchrun_lines_parse():
         except SystemExit:
             pytest.fail(f"torchrun rejects: {line}")
         assert args.module and args.training_script == "zsclip_train.cli", line
-        assert args.training_script_args[0] == "fit" and args.training_script_args[1] in tomls, line
+        assert args.training_script_args[0] in main.commands and args.training_script_args[1] in tomls, line
 
 
 def test_readme_export_lines_name_a_run_final():
