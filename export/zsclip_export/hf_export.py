@@ -47,16 +47,21 @@ class HfExportConfig:
     force: bool = False
     allow_mismatch: bool = False
     model_id: Optional[str] = None
+    image_source: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ConfigError(f"family {self.family!r} is not one of {FAMILIES}")
-        if not 0.0 < self.min_agreement <= 1.0 or self.max_images < 1 or self.tolerance <= 0:
-            raise ConfigError("min_agreement in (0, 1], max_images >= 1 and tolerance > 0 are required")
+            raise ConfigError.for_field("family", f"{self.family!r} is not one of {FAMILIES}")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ConfigError.for_field("min_agreement", f"must be in (0, 1], got {self.min_agreement}")
+        if self.max_images < 1:
+            raise ConfigError.for_field("max_images", f"must be >= 1, got {self.max_images}")
+        if self.tolerance <= 0:
+            raise ConfigError.for_field("tolerance", f"must be > 0, got {self.tolerance}")
         if not self.prompts or any("{}" not in p for p in self.prompts):
-            raise ConfigError("every prompt template must contain '{}'")
+            raise ConfigError.for_field("prompts", "(every template) must contain '{}'")
         if self.calibration_images is not None and not Path(self.calibration_images).is_dir():
-            raise ConfigError(f"--calib-images {self.calibration_images} is not a folder")
+            raise ConfigError.for_field("calibration_images", f"{self.calibration_images} is not a folder")
 
 
 @dataclass
@@ -202,7 +207,7 @@ def default_model_id(source: str, family: str) -> str:
 
 def build_into(work: Path, cfg: HfExportConfig, step: Callable[[str], None]) -> HfExportReport:
     report = HfExportReport(work)
-    model = load_source(cfg.source, cfg.family)
+    model = load_source(cfg.source, cfg.family, cfg.image_source)
     model.text = dataclasses.replace(model.text, prompts=tuple(cfg.prompts))
     step(f"{cfg.source}: family {model.family}, image {model.preprocess.image_size}px "
          f"({model.preprocess.resize_mode}, {model.preprocess.interpolation}), embedding dim {model.embedding.dim}")
@@ -214,6 +219,7 @@ def build_into(work: Path, cfg: HfExportConfig, step: Callable[[str], None]) -> 
         variants["int8"] = quantize_and_gate(model, work, cfg, step)
         report.checks["int8"] = dict(variants["int8"].quantization)
     provenance = {"source": cfg.source, "family": model.family, **model.details,
+                  **({"image_source": cfg.image_source} if cfg.image_source else {}),
                   "checks": report.checks, "exporter": versions()}
     manifest = ModelManifest(
         model_id=cfg.model_id or default_model_id(cfg.source, model.family), family=model.family,

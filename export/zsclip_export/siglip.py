@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, TextConfig
 
 from zsclip_export.families import SourceModel
@@ -71,10 +70,10 @@ def load_siglip(folder: Path) -> SourceModel:
     """A SiglipModel folder -> SourceModel."""
     from transformers import SiglipModel
 
-    try:
-        model = SiglipModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: not a loadable SiglipModel checkpoint ({exc})") from None
+    from zsclip_export.strict_load import check_model_type, from_pretrained_strict
+
+    check_model_type("siglip", folder, ("siglip",))
+    model = from_pretrained_strict(SiglipModel, folder, "siglip", attn_implementation="eager")
     text_cfg = model.config.text_config
     context = int(text_cfg.max_position_embeddings)
     hf_tokenizer, backend, kind = siglip_tokenizer(folder)
@@ -88,7 +87,9 @@ def load_siglip(folder: Path) -> SourceModel:
         tokenizer=finish_tokenizer(backend, context),
         reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
-        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
+        # the class name goes to the tokenizer unchanged: its normaliser is the family's own
+        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id,
+                        label_cleaning="none", prompt_average="unit_mean"),
         embedding=EmbeddingConfig(
             dim=int(text_cfg.projection_size if getattr(text_cfg, "projection_size", None) else text_cfg.hidden_size),
             norm="l2", logit_scale=float(model.logit_scale.detach().exp()), logit_bias=float(model.logit_bias.detach()),

@@ -47,14 +47,15 @@ class PredictConfig:
     prior_correction: Optional[float] = None  # None: the manifest's value
     support_dir: Optional[Path] = None  # few-shot photos: SUPPORT_DIR/<dataset>/<class_index>/*
     spread: bool = True  # transductive label spreading over each dataset's images (`zsclip.transduction`)
+    exact: bool = False  # preprocess with every shortcut off (`PreprocessConfig.exact`)
 
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError.for_field("batch_size", f"must be >= 1, got {self.batch_size}")
         check_worker_counts(self.threads, self.decode_workers)
         if self.prior_correction is not None and not 0.0 <= self.prior_correction <= 1.0:
-            raise ConfigError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
+            raise ConfigError.for_field("prior_correction", f"must be in [0, 1], got {self.prior_correction}")
 
 
 @dataclass
@@ -270,6 +271,8 @@ def predict_dir(
     datasets = find_datasets(cfg.data_dir)
     if model is None:
         model = ZeroShotModel(cfg.model_dir, cfg.variant, SessionConfig(threads=cfg.threads))
+    if cfg.exact:
+        model.use_exact_preprocessing()
     logger.info("model %s", model.describe())
     support = read_support_dir(cfg.support_dir, datasets) if cfg.support_dir is not None else {}
     report = PredictReport(predictions={})
