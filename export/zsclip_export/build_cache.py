@@ -62,10 +62,20 @@ def versions(*packages: str) -> Dict[str, str]:
 
 
 def source_sha(*modules: Any) -> str:
-    """sha256 of the source files of `modules` (a code change is a cache miss)."""
+    """sha256 of the code of `modules`: their syntax trees without docstrings (comments are not in the tree), so a
+    code change is a cache miss and an edit of the documentation is not."""
+    import ast
+
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                    and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(ast.dump(tree).encode())
     return digest.hexdigest()
 
 

@@ -62,3 +62,16 @@ def test_cache_dir_follows_the_environment(tmp_path: Path, monkeypatch) -> None:
     assert build_cache.cache_dir() == tmp_path / "zsclip" / "build"
     monkeypatch.setenv("ZSCLIP_CACHE_DIR", "off")
     assert build_cache.cache_dir() is None
+
+
+def test_source_key_ignores_docstrings_and_comments_but_not_code(tmp_path: Path) -> None:
+    import types
+
+    def module(text: str) -> types.SimpleNamespace:
+        path = tmp_path / f"m{abs(hash(text))}.py"
+        path.write_text(text, encoding="utf-8")
+        return types.SimpleNamespace(__file__=str(path))
+
+    base = build_cache.source_sha(module('"""Doc."""\ndef f(x):\n    """Doc."""\n    return x + 1\n'))
+    assert base == build_cache.source_sha(module('"""Other doc."""\n# note\ndef f(x):\n    return x + 1  # why\n'))
+    assert base != build_cache.source_sha(module('"""Doc."""\ndef f(x):\n    return x + 2\n'))
