@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Tuple
 
 import click
 from zsclip.cli import common_options, run_guarded, setup_logging
 from zsclip.errors import ConfigError
+from zsclip.progress import Heartbeat, format_duration, stderr_is_terminal
 from zsclip.workers import available_cpus
 
 from zsclip_bench.config import CONTEST_BUDGET_S, CONTEST_IMAGES
@@ -26,9 +28,9 @@ def parse_threads(text: str) -> Tuple[int, ...]:
         try:
             count = available_cpus() if part == "all" else int(part)
         except ValueError:
-            raise ConfigError(f"--threads {text!r}: give counts like 1,2 or 1,all") from None
+            raise ConfigError.for_field("threads", f"{text!r}: give counts like 1,2 or 1,all") from None
         if count < 1:
-            raise ConfigError(f"--threads {text!r}: counts must be >= 1")
+            raise ConfigError.for_field("threads", f"{text!r}: counts must be >= 1")
         if count not in counts:
             counts.append(count)
     return tuple(counts)
@@ -79,7 +81,7 @@ def main(
     from zsclip_bench.runner import run_bench
 
     if data_dir is not None and synthetic is not None:
-        raise ConfigError("give --data DIR or --synthetic N, not both")
+        raise click.UsageError("give --data DIR or --synthetic N, not both")
     cfg = BenchConfig(
         model_dirs=model_dirs or (default_model_dir(),), data_dir=data_dir, synthetic=CONTEST_IMAGES if synthetic is None else synthetic,
         seed=seed, gt_path=gt_path, variants=variants, threads=parse_threads(threads), baseline=baseline,
@@ -88,12 +90,26 @@ def main(
         work_dir=work_dir,
     )
 
-    def on_progress(done: int, total: int, job: object) -> None:
-        if not quiet:
-            click.echo(f"[{done}/{total}] {getattr(job, 'variant', '')} "
-                       f"t{getattr(job, 'threads', '')} {getattr(job, 'model_dir', '')}", err=True)
+    started, runs = time.monotonic(), {"done": 0, "total": 0}
 
-    report = run_bench(cfg, on_progress=on_progress)
+    def on_progress(done: int, total: int, job: object) -> None:
+        runs.update(done=done, total=total)
+        if not quiet:  # one line per measured run (a fresh process each), terminal or log file alike
+            click.echo(f"[{done}/{total}] {getattr(job, 'variant', '')} t{getattr(job, 'threads', '')} "
+                       f"{getattr(job, 'model_dir', '')}: {100 * done // total}%, {timing()}", err=True)
+
+    def timing() -> str:
+        elapsed, done, total = time.monotonic() - started, runs["done"], runs["total"]
+        if not done:
+            return f"{format_duration(elapsed)} so far"
+        return f"ETA {format_duration(elapsed / done * (total - done))}" if done < total else format_duration(elapsed)
+
+    def heartbeat() -> str:
+        done = f"{runs['done']}/{runs['total']} runs" if runs["total"] else "first run"
+        return f"benchmarking: {done}, {timing()}"
+
+    with Heartbeat(heartbeat, enabled=not quiet and not stderr_is_terminal()):  # runs take 10-60 s each
+        report = run_bench(cfg, on_progress=on_progress)
     click.echo(format_report(report))
     if json_out and not quiet:
         click.echo(f"report -> {json_out}", err=True)

@@ -50,21 +50,25 @@ class BenchConfig:
         if not self.model_dirs:
             raise ConfigError("give at least one model dir (--model DIR)")
         if self.data_dir is None and self.synthetic < 1:
-            raise ConfigError(f"synthetic image count must be >= 1, got {self.synthetic}")
+            raise ConfigError.for_field("synthetic", f"(image count) must be >= 1, got {self.synthetic}")
         if not self.threads or any(t < 1 for t in self.threads):
-            raise ConfigError(f"thread counts must be >= 1, got {list(self.threads)}")
-        if len(set(self.threads)) != len(self.threads) or len(set(self.variants)) != len(self.variants):
-            raise ConfigError("thread counts and variants must not repeat")
+            raise ConfigError.for_field("threads", f"(counts) must be >= 1, got {list(self.threads)}")
+        if len(set(self.threads)) != len(self.threads):
+            raise ConfigError.for_field("threads", f"(counts) must not repeat, got {list(self.threads)}")
+        if len(set(self.variants)) != len(self.variants):
+            raise ConfigError.for_field("variants", f"must not repeat, got {list(self.variants)}")
         if self.baseline is not None and self.baseline not in BASELINES:
-            raise ConfigError(f"baseline {self.baseline!r} is not one of {list(BASELINES)}")
-        if self.repeats < 1 or self.batch_size < 1:
-            raise ConfigError("repeats and batch_size must be >= 1")
-        if self.warmup_batches < 0 or self.limit < 0:
-            raise ConfigError("warmup_batches and limit must be >= 0")
-        if self.budget_s <= 0 or self.budget_images < 1:
-            raise ConfigError("budget_s must be > 0 and budget_images >= 1")
+            raise ConfigError.for_field("baseline", f"{self.baseline!r} is not one of {list(BASELINES)}")
+        for name in ("repeats", "batch_size", "budget_images"):
+            if getattr(self, name) < 1:
+                raise ConfigError.for_field(name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_batches", "limit"):
+            if getattr(self, name) < 0:
+                raise ConfigError.for_field(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.budget_s <= 0:
+            raise ConfigError.for_field("budget_s", f"must be > 0, got {self.budget_s}")
         if not 0 < self.pass_fraction <= 1:
-            raise ConfigError(f"pass_fraction must be in (0, 1], got {self.pass_fraction}")
+            raise ConfigError.for_field("pass_fraction", f"must be in (0, 1], got {self.pass_fraction}")
         if "torch" in self.variants:
             raise ConfigError("'torch' is not a manifest variant; use --baseline torch")
 

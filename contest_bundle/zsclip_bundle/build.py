@@ -50,7 +50,7 @@ class BundleConfig:
         if problem:
             raise ConfigError(problem)
         if self.max_size_mb <= 0:
-            raise ConfigError(f"max_size_mb must be > 0, got {self.max_size_mb}")
+            raise ConfigError.for_field("max_size_mb", f"must be > 0, got {self.max_size_mb}")
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import click
-from zsclip.cli import common_options, run_guarded, setup_logging
+from zsclip.cli import common_options, field_options, run_guarded, setup_logging
 
 EXPORT_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export]'"
 HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
@@ -45,6 +45,7 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
               help="With --source: prompt template(s) with {} for the class name (default: '{}').")
 @common_options
 @run_guarded
+@field_options(calibration_images="calib_images", image="image_int8", max_images="max_check_images")
 def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
          calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
          no_glossary: bool, allow_mismatch: bool, force: bool, source: Optional[str], family: str, image_source: Optional[str],

@@ -62,13 +62,16 @@ class ExportConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_check_images < 1 or self.vocab_size < 1000 or self.align_epochs < 1:
-            raise ConfigError("max_check_images >= 1, vocab_size >= 1000 and align_epochs >= 1 are required")
+        if self.max_check_images < 1:
+            raise ConfigError.for_field("max_check_images", f"must be >= 1, got {self.max_check_images}")
+        if self.vocab_size < 1000 or self.align_epochs < 1:
+            raise ConfigError("vocab_size >= 1000 and align_epochs >= 1 are required")
         if self.glossary_senses < 0 or not 0.0 <= self.gloss_weight <= 1.0:
             raise ConfigError("glossary_senses >= 0 and gloss_weight in [0, 1] are required")
-        for folder in (self.check_images, self.calibration_images):
+        for name in ("check_images", "calibration_images"):
+            folder = getattr(self, name)
             if folder is not None and not Path(folder).is_dir():
-                raise ConfigError(f"image folder {folder} does not exist")
+                raise ConfigError.for_field(name, f"(image folder) {folder} does not exist")
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the built model (not where it goes, nor --force)."""

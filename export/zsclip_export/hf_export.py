@@ -51,13 +51,17 @@ class HfExportConfig:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ConfigError(f"family {self.family!r} is not one of {FAMILIES}")
-        if not 0.0 < self.min_agreement <= 1.0 or self.max_images < 1 or self.tolerance <= 0:
-            raise ConfigError("min_agreement in (0, 1], max_images >= 1 and tolerance > 0 are required")
+            raise ConfigError.for_field("family", f"{self.family!r} is not one of {FAMILIES}")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise ConfigError.for_field("min_agreement", f"must be in (0, 1], got {self.min_agreement}")
+        if self.max_images < 1:
+            raise ConfigError.for_field("max_images", f"must be >= 1, got {self.max_images}")
+        if self.tolerance <= 0:
+            raise ConfigError.for_field("tolerance", f"must be > 0, got {self.tolerance}")
         if not self.prompts or any("{}" not in p for p in self.prompts):
-            raise ConfigError("every prompt template must contain '{}'")
+            raise ConfigError.for_field("prompts", "(every template) must contain '{}'")
         if self.calibration_images is not None and not Path(self.calibration_images).is_dir():
-            raise ConfigError(f"--calib-images {self.calibration_images} is not a folder")
+            raise ConfigError.for_field("calibration_images", f"{self.calibration_images} is not a folder")
 
 
 @dataclass

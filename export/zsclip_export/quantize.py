@@ -33,9 +33,9 @@ class QuantizeConfig:
         if self.text not in ("dynamic", "none"):
             raise ConfigError(f"text quantization {self.text!r} is not 'dynamic' or 'none'")
         if self.image not in ("static-qdq", "dynamic", "none"):
-            raise ConfigError(f"image quantization {self.image!r} is not 'static-qdq', 'dynamic' or 'none'")
+            raise ConfigError.for_field("image", f"(quantization) {self.image!r} is not 'static-qdq', 'dynamic' or 'none'")
         if not 0.0 < self.min_agreement <= 1.0:
-            raise ConfigError("min_agreement must be in (0, 1]")
+            raise ConfigError.for_field("min_agreement", f"must be in (0, 1], got {self.min_agreement}")
 
     @classmethod
     def dynamic_int8(cls) -> QuantizeConfig:

@@ -7,16 +7,40 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import click
 
-from zsclip.errors import InputDataError, ZsclipError
+from zsclip.errors import ConfigError, InputDataError, ZsclipError
+from zsclip.progress import progress_callbacks
+
+
+class OwnerFormatter(logging.Formatter):
+    """`prog: LEVEL: message` for zsclip's own loggers; a library's record under its own name
+    (`onnxruntime: WARNING: ...`; `library` when it logged through the root logger), never as zsclip's."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__("%(message)s")
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        owner = self.prog if is_own_logger(record.name) else ("library" if record.name == "root" else record.name)
+        return f"{owner}: {record.levelname}: {super().format(record)}"
+
+
+def is_own_logger(name: str) -> bool:
+    return name.split(".")[0] in ("zsclip", "zsclip_export", "zsclip_train", "zsclip_bench", "zsclip_bundle", "__main__")
 
 
 def setup_logging(verbose: int, quiet: bool, prog: str = "zsclip") -> None:
+    """Log to stderr at WARNING (-v INFO, -vv DEBUG, -q ERROR). Third-party libraries' warnings are shown,
+    under their own name, only with -v; their errors always."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format=f"{prog}: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OwnerFormatter(prog))
+    if not verbose:
+        handler.addFilter(lambda record: is_own_logger(record.name) or record.levelno >= logging.ERROR)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -40,8 +64,9 @@ def exit_interrupted() -> None:
 
 
 def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback); Ctrl-C exits 130
-    (with `--debug`, after its traceback: click would otherwise print "Aborted!" and exit 1)."""
+    """Turn a ZsclipError into one stderr line and exit code 1 (`--debug` shows the traceback), except a ConfigError
+    about a field one of the command's options filled: that is click's usage error naming the `--option`, exit 2.
+    Ctrl-C exits 130 (with `--debug`, after its traceback: click would otherwise print "Aborted!" and exit 1)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,6 +76,10 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         except ZsclipError as exc:
             if debug:
                 raise
+            option = option_of_field(exc, getattr(func, "field_options", {}))
+            if option is not None:  # a bad option value is a usage error: click names the --flag, exit 2
+                raise click.BadParameter(getattr(exc, "problem", str(exc)), ctx=click.get_current_context(),
+                                         param=option) from None
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, also when a library wrapped it (ImportError)
@@ -61,6 +90,27 @@ def run_guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             exit_interrupted()
 
     return wrapper
+
+
+def field_options(**aliases: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Name the options that fill config fields of another name: `@field_options(calibration_images="calib_images")`
+    (under `@run_guarded`). Fields named like their option's parameter (`batch_size` <- `--batch-size`) need none."""
+
+    def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        func.field_options = aliases  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def option_of_field(exc: ZsclipError, aliases: Dict[str, str]) -> Optional[click.Option]:
+    """The running command's option that filled the config field a `ConfigError` names, if any."""
+    field = getattr(exc, "field", None) if isinstance(exc, ConfigError) else None
+    ctx = click.get_current_context(silent=True)
+    if field is None or ctx is None:
+        return None
+    name = aliases.get(field, field)
+    return next((p for p in ctx.command.params if isinstance(p, click.Option) and p.name == name), None)
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,14 +204,22 @@ def eval_main(
     setup_logging(verbose, quiet)
     say = (lambda _text: None) if quiet else click.echo
     from zsclip.datadir import find_datasets
-    from zsclip.evaluate import evaluate, read_labels, render_confusion_png, worst_classes
+    from zsclip.evaluate import check_ground_truth_matches, check_not_swapped, evaluate, read_labels, render_confusion_png, worst_classes
 
     gt = read_labels(gt_json, "ground truth")
     pred = read_labels(out_json, "predictions")
     if data_dir is not None and not data_dir.is_dir():
         raise InputDataError(f"--data {data_dir} does not exist or is not a directory")
+    check_not_swapped(gt_json, out_json, data_given=data_dir is not None)
     data_dir = data_dir or (gt_json.parent / "datasets")
-    names = {d.name: d.classes for d in find_datasets(data_dir)} if data_dir.is_dir() else {}
+    names = {}
+    if data_dir.is_dir():
+        datasets = find_datasets(data_dir)
+        check_ground_truth_matches(gt, datasets, gt_json, data_dir, strict=not no_strict)
+        names = {d.name: d.classes for d in datasets}
+    elif not quiet:
+        click.echo(f"warning: no {data_dir} beside the ground truth: classes are shown as indices "
+                   f"(--data DATA_DIR gives their names)", err=True)
     report = evaluate(gt, pred, strict=not no_strict, n_classes={k: len(v) for k, v in names.items()})
     for score in report.datasets:
         classes = names.get(score.name)
@@ -179,26 +237,6 @@ def eval_main(
             render_confusion_png(score, target, classes)
             say(f"  confusion matrix -> {target}")
     click.echo(f"mean accuracy: {report.mean_accuracy:.4f}")
-
-
-def progress_callbacks(label: str, enabled: bool = True) -> tuple:
-    """(on_start, on_progress, close) driving one stderr progress bar; no bar when not `enabled` (-q)."""
-    bar: dict = {}
-
-    def on_start(total: int) -> None:
-        if enabled:
-            bar["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-            bar["bar"].__enter__()
-
-    def on_progress(n: int) -> None:
-        if "bar" in bar:
-            bar["bar"].update(n)
-
-    def close() -> None:
-        if "bar" in bar:
-            bar["bar"].__exit__(None, None, None)
-
-    return on_start, on_progress, close
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

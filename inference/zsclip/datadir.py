@@ -78,14 +78,20 @@ def find_datasets(data_dir: Path) -> List[Dataset]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputDataError(f"data dir {data_dir} does not exist or is not a directory")
+    if (data_dir / "img").is_dir() and not (data_dir / "classes.json").exists():  # meant as one dataset
+        raise InputDataError(f"{data_dir / 'classes.json'} is missing: a dataset folder holds classes.json "
+                             f"(a JSON list of class names) beside img/")
     candidates = [data_dir] if (data_dir / "classes.json").exists() else sorted(
         p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
     datasets = []
     for folder in candidates:
         classes_path, img_dir = folder / "classes.json", folder / "img"
-        if not classes_path.is_file() or not img_dir.is_dir():
-            logger.warning("skipping %s: it needs classes.json and img/", folder)
+        missing = [str(path) + suffix for path, ok, suffix in ((classes_path, classes_path.is_file(), ""),
+                                                                (img_dir, img_dir.is_dir(), "/")) if not ok]
+        if missing:
+            logger.warning("skipping %s: %s missing (a dataset folder holds classes.json and img/)", folder,
+                           " and ".join(missing) + (" are" if len(missing) > 1 else " is"))
             continue
         images = list_images(img_dir)
         if not images:

@@ -63,7 +63,7 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "chunk_images"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError.for_field(name, f"must be >= 1, got {getattr(self, name)}")
         check_worker_counts(self.threads, self.decode_workers)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsclip.errors import InputDataError
+
+if TYPE_CHECKING:
+    from zsclip.datadir import Dataset
 
 Labels = Mapping[str, Mapping[str, int]]
 
@@ -81,6 +84,51 @@ def check_strict(gt: Labels, pred: Labels, n_classes: Optional[Mapping[str, int]
     extra_sets = sorted(set(pred) - set(gt))
     if extra_sets:
         raise InputDataError(f"predictions have unknown dataset(s) {extra_sets}")
+
+
+GT_STEMS = ("gt", "ground_truth", "groundtruth")  # file names that say "ground truth"
+
+
+def check_not_swapped(gt_path: Path, out_path: Path, data_given: bool) -> None:
+    """Fail when GT_JSON and OUT_JSON look swapped: OUT_JSON is named like ground truth and GT_JSON is not, or
+    (without --data) only OUT_JSON has the `datasets/` folder a ground truth comes with.
+
+    Raises:
+        InputDataError: naming which file is which and the command in the right order.
+    """
+    fix = f"; the ground truth comes first: zsclip-eval {out_path} {gt_path}"
+    if Path(out_path).stem.lower() in GT_STEMS and Path(gt_path).stem.lower() not in GT_STEMS:
+        raise InputDataError(f"the files look swapped: {out_path} (given as OUT_JSON, the predictions) is named like "
+                             f"ground truth, {gt_path} (given as GT_JSON) is not{fix}")
+    if not data_given and not (Path(gt_path).parent / "datasets").is_dir() and (Path(out_path).parent / "datasets").is_dir():
+        raise InputDataError(f"the files look swapped: {gt_path} (given as GT_JSON) has no datasets/ folder beside it, "
+                             f"{out_path} (given as OUT_JSON, the predictions) has{fix}")
+
+
+def check_ground_truth_matches(gt: Labels, datasets: Sequence[Dataset], gt_path: Path, data_dir: Path,
+                               strict: bool = True) -> None:
+    """Fail when the data dir is not the one of this ground truth: a GT dataset it lacks, or (`strict`) a GT image
+    not in that dataset's img/, or a GT class index beyond its classes.json.
+
+    Raises:
+        InputDataError: naming the ground truth, the data dir and the first mismatch.
+    """
+    by_name = {d.name: d for d in datasets}
+    missing = sorted(set(gt) - set(by_name))
+    if missing:
+        held = ", ".join(repr(name) for name in sorted(by_name)[:5])
+        raise InputDataError(f"{data_dir} is not the data of {gt_path}: the ground truth's dataset {missing[0]!r} "
+                             f"is not there (it holds {held}); pass --data with that ground truth's datasets folder")
+    for name in sorted(gt) if strict else ():
+        dataset, labels = by_name[name], gt[name]
+        unknown = sorted(set(labels) - {path.stem for path in dataset.images})
+        if unknown:
+            raise InputDataError(f"{data_dir} is not the data of {gt_path}: {len(unknown)} of its {len(labels)} "
+                                 f"{name!r} images are not in {data_dir / name / 'img'}, e.g. {unknown[0]!r}")
+        beyond = sorted(stem for stem, label in labels.items() if label >= len(dataset.classes))
+        if beyond:
+            raise InputDataError(f"{gt_path}: {name}/{beyond[0]} has class {labels[beyond[0]]}, but "
+                                 f"{data_dir / name / 'classes.json'} lists {len(dataset.classes)} classes")
 
 
 def score_dataset(name: str, gt: Mapping[str, int], pred: Mapping[str, int], n_classes: int) -> DatasetScore:

@@ -59,9 +59,9 @@ class LabelConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "neighbours", "kmeans_iterations"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError.for_field(name, f"must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.confident_quantile < 1.0:
-            raise ConfigError(f"confident_quantile must be in [0, 1), got {self.confident_quantile}")
+            raise ConfigError.for_field("confident_quantile", f"must be in [0, 1), got {self.confident_quantile}")
         check_worker_counts(self.threads, self.decode_workers)
 
 

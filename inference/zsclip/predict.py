@@ -51,10 +51,10 @@ class PredictConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError.for_field("batch_size", f"must be >= 1, got {self.batch_size}")
         check_worker_counts(self.threads, self.decode_workers)
         if self.prior_correction is not None and not 0.0 <= self.prior_correction <= 1.0:
-            raise ConfigError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
+            raise ConfigError.for_field("prior_correction", f"must be in [0, 1], got {self.prior_correction}")
 
 
 @dataclass

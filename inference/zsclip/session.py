@@ -23,7 +23,7 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+            raise ConfigError.for_field("threads", f"must be >= 0, got {self.threads}")
         if not self.providers:
             raise ConfigError("at least one execution provider is needed")
 

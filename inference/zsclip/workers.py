@@ -87,9 +87,9 @@ def cgroup_quota(proc_cgroup: Path, cgroup_fs: Path) -> Optional[float]:
 def check_worker_counts(threads: int, decode_workers: int) -> None:
     """Raises ConfigError naming the option and its value when either count is negative (0 means automatic)."""
     if threads < 0:
-        raise ConfigError(f"threads must be >= 0 (0: all cores), got {threads}")
+        raise ConfigError.for_field("threads", f"must be >= 0 (0: all cores), got {threads}")
     if decode_workers < 0:
-        raise ConfigError(f"decode_workers must be >= 0 (0: one per CPU), got {decode_workers}")
+        raise ConfigError.for_field("decode_workers", f"must be >= 0 (0: one per CPU), got {decode_workers}")
 
 
 def decode_pool(decode_workers: int) -> ThreadPoolExecutor:

@@ -100,12 +100,19 @@ def test_eval_explicit_missing_data_dir_and_negative_worst(tmp_path):
     assert CliRunner().invoke(eval_main, [*args, "--worst", "-1"]).exit_code == 2
 
 
+def bad_option_value(output: str, option: str, internal: str) -> None:
+    """A usage error (the caller checks exit 2) naming the --option, never the config field behind it."""
+    assert "Traceback" not in output, output
+    assert f"Invalid value for '{option}'" in output.strip().splitlines()[-1], output
+    assert internal not in output, output
+
+
 @pytest.mark.parametrize("option, culprit", [("--threads", "threads"), ("--decode-workers", "decode_workers")])
 def test_negative_threads_name_the_option(tiny_model_dir, data_dir, tmp_path, option, culprit):
     root, _ = data_dir
     result = CliRunner().invoke(predict_main, [str(root), str(tmp_path / "o.json"), option, "-1"])
-    assert result.exit_code == 1
-    one_error_line(result.output, culprit)
+    assert result.exit_code == 2
+    bad_option_value(result.output, option, f"{culprit} must")
     assert "got -1" in result.output
 
 
@@ -119,8 +126,8 @@ def test_embed_and_label_name_a_negative_thread_option(tiny_model_dir, data_dir,
     label = CliRunner().invoke(label_main, [str(root / "colours" / "img"), "--classes", str(root / "colours" / "classes.json"),
                                             "--out", str(tmp_path / "l.csv"), *model])
     for result in (embed, label):
-        assert result.exit_code == 1, result.output
-        one_error_line(result.output, culprit)
+        assert result.exit_code == 2, result.output
+        bad_option_value(result.output, option, f"{culprit} must")
         assert "got -1" in result.output
 
 
@@ -192,5 +199,5 @@ def test_batch_size_zero_names_only_the_batch_size(data_dir, tmp_path, command):
         result = CliRunner().invoke(label_main, [str(root / "colours" / "img"), "--classes",
                                                  str(root / "colours" / "classes.json"), "--out",
                                                  str(tmp_path / "l.csv"), "--batch-size", "0"])
-    assert result.exit_code == 1
-    assert result.output.strip() == "error: batch_size must be >= 1, got 0"
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == "Error: Invalid value for '--batch-size': must be >= 1, got 0"

@@ -169,7 +169,7 @@ def test_cli_help_and_bad_input(tmp_path):
     result = runner.invoke(main, ["download", "--images", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "cannot read" in result.output
     result = runner.invoke(main, ["download", "--images", "x", "--out", "y", "--concurrency", "0"])
-    assert result.exit_code == 1 and "concurrency" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--concurrency'" in result.output
 
 
 def test_cli_import_is_light():

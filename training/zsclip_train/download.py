@@ -55,16 +55,19 @@ class DownloadConfig:
     retry_failed: bool = False
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1 or self.shard_size < 1 or self.retries < 0:
-            raise ConfigError("concurrency >= 1, shard_size >= 1 and retries >= 0 are required")
-        if self.timeout <= 0 or self.backoff < 0 or self.max_bytes < 1024:
-            raise ConfigError("timeout > 0, backoff >= 0 and max_bytes >= 1024 are required")
-        if not 8 <= self.min_side <= self.resize_side:
-            raise ConfigError(f"need 8 <= min_side ({self.min_side}) <= resize_side ({self.resize_side})")
+        for name, low in (("concurrency", 1), ("shard_size", 1), ("retries", 0), ("max_bytes", 1024), ("min_side", 8)):
+            if getattr(self, name) < low:
+                raise ConfigError.for_field(name, f"must be >= {low}, got {getattr(self, name)}")
+        if self.timeout <= 0:
+            raise ConfigError.for_field("timeout", f"must be > 0, got {self.timeout}")
+        if self.backoff < 0:
+            raise ConfigError.for_field("backoff", f"must be >= 0, got {self.backoff}")
+        if self.resize_side < self.min_side:
+            raise ConfigError.for_field("resize_side", f"must be >= the minimum side ({self.min_side}), got {self.resize_side}")
         if not 1 <= self.jpeg_quality <= 95:
             raise ConfigError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
         if not 0 <= self.part < self.parts:
-            raise ConfigError(f"part must be in 0..{self.parts - 1}, got {self.part}")
+            raise ConfigError.for_field("part", f"K must be in 0..N-1 ({self.parts - 1}), got {self.part} {self.parts}")
 
 
 @dataclass(frozen=True)

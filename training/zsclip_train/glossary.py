@@ -5,7 +5,7 @@ class name («жираф», «абрикос», «планета»), the glossar
 entry («крупное жвачное млекопитающее …»), cleaned of wiki markup, examples and Latin names. Senses marked
 figurative, colloquial, slang, legal, economic, mathematical, … are skipped: photos show the literal thing.
 Names the label table already teaches are left out (the head knows them better than a definition does).
-Measured on the proxies (held-out label-table rows, Tux Paint stamps): README, "Glossary".
+Measured on the proxies (held-out label-table rows, Tux Paint stamps): export/README-default-model.md, "Glossary".
 """
 
 from __future__ import annotations

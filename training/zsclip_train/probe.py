@@ -68,7 +68,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+            raise ConfigError.for_field("threads", f"must be >= 1, got {self.threads}")
         if self.folds < 2 or self.max_iter < 1:
             raise ConfigError(f"folds must be >= 2 and max_iter >= 1, got {self.folds} and {self.max_iter}")
         if not self.l2_grid or min(self.l2_grid) < 0:

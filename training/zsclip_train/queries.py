@@ -57,8 +57,9 @@ class QueryCleanConfig:
     max_queries: int = 32
 
     def __post_init__(self) -> None:
-        if self.min_chars < 1 or self.max_queries < 1:
-            raise ConfigError("min_chars >= 1 and max_queries >= 1 are required")
+        for name in ("min_chars", "max_queries"):
+            if getattr(self, name) < 1:
+                raise ConfigError.for_field(name, f"must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_file(cls, path: Path) -> QueryCleanConfig:
@@ -130,7 +131,7 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         if self.vocab_size < 16:
-            raise ConfigError(f"vocab_size must be >= 16, got {self.vocab_size}")
+            raise ConfigError.for_field("vocab_size", f"must be >= 16, got {self.vocab_size}")
 
 
 @dataclass(frozen=True)

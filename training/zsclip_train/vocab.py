@@ -1,6 +1,6 @@
 """The text tower's vocabulary: navec word vectors trimmed by frequency, and the matching WordPiece tokenizer.
 
-Out-of-vocabulary strategy (documented in README, tested): every navec word (about 241K after
+Out-of-vocabulary strategy (documented in export/README-default-model.md, tested): every navec word (about 241K after
 normalisation; `VocabConfig.size` keeps only the most frequent) is a token. Stored as navec's own 8-bit
 product-quantisation codes (`NavecTextTower.product_quantized_storage`), the whole table costs 24 MB, less
 than the 100K words kept as float16 before; the full table was chosen on three proxies (held-out whole
