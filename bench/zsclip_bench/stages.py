@@ -115,7 +115,7 @@ def run_batch(
     for path in paths:
         with clock.stage("decode"):
             try:
-                image = load_image(path, cfg.image_size)
+                image = load_image(path, cfg.image_size, draft=cfg.draft_factor, rgb_conversion=cfg.rgb_conversion)
             except ImageDecodeError:
                 image = None
         if image is None:  # predict_dir would guess the commonest class; -1 counts it wrong in top-1

@@ -81,7 +81,9 @@ def load_clip(folder: Path) -> SourceModel:
         tokenizer=tokenizer,
         reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
-        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
+        # the class name goes to the tokenizer unchanged: its normaliser is the family's own
+        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id,
+                        label_cleaning="none", prompt_average="unit_mean"),
         embedding=EmbeddingConfig(
             dim=int(model.config.projection_dim), norm="l2",
             logit_scale=float(model.logit_scale.detach().exp().clamp(max=100.0)), logit_bias=0.0,

@@ -54,9 +54,11 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
-def class_embeddings(text_embeds: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per class: mean of the normalised prompt embeddings, renormalised (as the runtime does)."""
-    return unit(unit(text_embeds).reshape(n_classes, -1, text_embeds.shape[1]).mean(axis=1))
+def class_embeddings(text_embeds: np.ndarray, n_classes: int, rule: str = "unit_mean") -> np.ndarray:
+    """Per class: the prompt embeddings averaged per `TextConfig.prompt_average` (as the runtime does)."""
+    from zsclip.classifier import average_prompts
+
+    return average_prompts(text_embeds, n_classes, rule)
 
 
 def measure_gate(
@@ -71,10 +73,10 @@ def measure_gate(
     """
     from zsclip.text import expand_prompts
 
-    prompts = [p for name in classes for p in expand_prompts(name, text.prompts)]
+    prompts = [p for name in classes for p in expand_prompts(name, text.prompts, text.label_cleaning)]
     image = {k: embed_images(v["image"], pixels, io) for k, v in files.items()}
     texts = {k: embed_texts(v["text"], tokenizer, prompts, text, io) for k, v in files.items()}
-    cls = {k: class_embeddings(v, len(classes)) for k, v in texts.items()}
+    cls = {k: class_embeddings(v, len(classes), text.prompt_average) for k, v in texts.items()}
     logits = {(i, t): unit(image[i]) @ cls[t].T for i in image for t in cls}
     reference = logits[("fp32", "fp32")]
     return {

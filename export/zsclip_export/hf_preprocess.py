@@ -12,6 +12,10 @@ from zsclip.manifest import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
+# Exports of upstream checkpoints allow the JPEG draft decode only down to 4x the input size (the legacy 2x
+# moved star-field pixels by up to 0.71 normalised units); the measured bound is in export/README-hf.md.
+UPSTREAM_DRAFT_FACTOR = 4
+
 # PIL resample codes used in preprocessor_config.json
 RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
@@ -45,7 +49,10 @@ def preprocess_from_processor(settings: Mapping[str, Any], where: str) -> Prepro
     """Translate a CLIP/SigLIP image processor's settings into a `PreprocessConfig`.
 
     Supported: shortest-edge resize + centre crop of the same size (CLIP), or a square resize
-    without crop (SigLIP). Anything else cannot be reproduced by the runtime.
+    without crop (SigLIP). Anything else cannot be reproduced by the runtime. The result declares
+    transformers' PIL-backend geometry exactly: the long side truncated (`size_rounding="floor"`), one
+    resize without `reducing_gap`, transparency composited on white; only the bounded JPEG draft decode
+    stays on (`exact` turns it off).
 
     Raises:
         ConfigError: settings the runtime cannot reproduce exactly.
@@ -63,6 +70,10 @@ def preprocess_from_processor(settings: Mapping[str, Any], where: str) -> Prepro
     else:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     interpolation = interpolation_of(settings.get("resample", 3), where)
+    if settings.get("do_convert_rgb") is False:
+        raise ConfigError(f"{where}: do_convert_rgb=false is not supported (the runtime always converts to RGB)")
+    upstream = dict(size_rounding="floor", rgb_conversion="white_background", jpeg_draft=True,
+                    jpeg_draft_factor=UPSTREAM_DRAFT_FACTOR, reducing_gap=None)
     if "shortest_edge" in size:
         side = int(size["shortest_edge"])
         if not settings.get("do_center_crop", True):
@@ -72,13 +83,13 @@ def preprocess_from_processor(settings: Mapping[str, Any], where: str) -> Prepro
             raise ConfigError(
                 f"{where}: resize to {side} then crop {crop_side} is not supported; the runtime crops at the resize size"
             )
-        return PreprocessConfig(side, "shortest_edge_center_crop", interpolation, mean, std)  # type: ignore[arg-type]
+        return PreprocessConfig(side, "shortest_edge_center_crop", interpolation, mean, std, **upstream)  # type: ignore[arg-type]
     if "height" in size and "width" in size:
         if int(size["height"]) != int(size["width"]):
             raise ConfigError(f"{where}: non-square resize {size} is not supported")
         if settings.get("do_center_crop") and crop and (int(crop["height"]), int(crop["width"])) != (size["height"],) * 2:
             raise ConfigError(f"{where}: resize {size} then crop {crop} is not supported")
-        return PreprocessConfig(int(size["height"]), "squash", interpolation, mean, std)  # type: ignore[arg-type]
+        return PreprocessConfig(int(size["height"]), "squash", interpolation, mean, std, **upstream)  # type: ignore[arg-type]
     raise ConfigError(f"{where}: image size {size} is not understood")
 
 

@@ -20,6 +20,7 @@ from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, PreprocessConfig, TextConfig
 
 from zsclip_export.families import SourceModel
+from zsclip_export.hf_preprocess import UPSTREAM_DRAFT_FACTOR
 
 logger = logging.getLogger(__name__)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -195,6 +196,19 @@ def read_ruclip(folder: Path) -> RuClip:
     return model.float().eval()
 
 
+def ruclip_preprocess(config: Dict[str, Any]) -> PreprocessConfig:
+    """RuCLIPProcessor's image transform: `img.convert('RGB')` (alpha dropped), torchvision
+    `RandomResizedCrop(size, scale=(1, 1), ratio=(1, 1))` on a PIL image, which for a non-square image
+    falls back to the centre square (offsets floored) and for a square one takes it whole, then one PIL
+    bilinear resize of the crop (torchvision's default interpolation); ToTensor; Normalize(mean, std)."""
+    return PreprocessConfig(
+        int(config["image_resolution"]), "center_crop_resize", "bilinear",
+        tuple(config.get("mean", CLIP_MEAN)), tuple(config.get("std", CLIP_STD)),  # type: ignore[arg-type]
+        size_rounding="floor", rgb_conversion="convert", jpeg_draft=True, jpeg_draft_factor=UPSTREAM_DRAFT_FACTOR,
+        reducing_gap=None,
+    )
+
+
 def load_ruclip(folder: Path) -> SourceModel:
     """A ruCLIP folder -> SourceModel with a converted YouTokenToMe tokenizer."""
     from zsclip_export.ruclip_bpe import YttmModel, read_yttm_model, ruclip_tokenizer
@@ -211,10 +225,10 @@ def load_ruclip(folder: Path) -> SourceModel:
         text_tower=RuClipTextTower(model).eval(),
         tokenizer=tokenizer,
         reference_ids=reference_ids(folder / "bpe.model", bpe, context),
-        # RuCLIPProcessor: RandomResizedCrop(scale=1, ratio=1) = centre square crop, then bilinear resize
-        preprocess=PreprocessConfig(int(model.config["image_resolution"]), "shortest_edge_center_crop", "bilinear",
-                                    tuple(model.config.get("mean", CLIP_MEAN)), tuple(model.config.get("std", CLIP_STD))),
-        text=TextConfig(context_length=context, pad_id=bpe.pad_id, unk_id=bpe.unk_id),
+        preprocess=ruclip_preprocess(model.config),
+        # Predictor.get_text_latents: template.format(label.lower().strip()); mean of raw latents, then normalised
+        text=TextConfig(context_length=context, pad_id=bpe.pad_id, unk_id=bpe.unk_id,
+                        label_cleaning="lower_strip", prompt_average="raw_mean"),
         embedding=EmbeddingConfig(dim=int(model.config["embed_dim"]), norm="l2",
                                   logit_scale=float(model.logit_scale.detach().exp().clamp(max=100.0)), logit_bias=0.0),
         details={
@@ -222,7 +236,7 @@ def load_ruclip(folder: Path) -> SourceModel:
             "text_pooling": f"first token == eos id {model.eos_id} (not argmax(input_ids))",
             "image_pooling": "CLS token + ln_post + proj",
             "architecture": "ruCLIP (OpenAI CLIP ViT, QuickGELU, causal text transformer)",
-            "preprocess_note": "ruCLIP crops the centre square then resizes; the runtime resizes then crops (same geometry)",
+            "preprocess_note": "RuCLIPProcessor: convert('RGB'), centre square crop, then one bilinear PIL resize",
         },
     )
 

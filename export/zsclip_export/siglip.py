@@ -87,7 +87,9 @@ def load_siglip(folder: Path) -> SourceModel:
         tokenizer=finish_tokenizer(backend, context),
         reference_ids=reference_ids_of(hf_tokenizer, context),
         preprocess=preprocess_from_processor(settings, f"{folder}/preprocessor_config.json"),
-        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id),
+        # the class name goes to the tokenizer unchanged: its normaliser is the family's own
+        text=TextConfig(context_length=context, pad_id=int(pad_id), unk_id=hf_tokenizer.unk_token_id,
+                        label_cleaning="none", prompt_average="unit_mean"),
         embedding=EmbeddingConfig(
             dim=int(text_cfg.projection_size if getattr(text_cfg, "projection_size", None) else text_cfg.hidden_size),
             norm="l2", logit_scale=float(model.logit_scale.detach().exp()), logit_bias=float(model.logit_bias.detach()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -31,6 +32,15 @@ def normalize_rows(matrix: np.ndarray, norm: str) -> np.ndarray:
     else:
         scale = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.maximum(scale, 1e-12)
+
+
+def average_prompts(raw: np.ndarray, n_classes: int, rule: str, norm: str = "l2") -> np.ndarray:
+    """Class embeddings [C, D] from raw prompt embeddings [C * P, D] (class-major): `unit_mean` averages the
+    normalised prompt embeddings, `raw_mean` the raw ones (ruCLIP's Predictor); either is then normalised."""
+    rows = raw.reshape(n_classes, -1, raw.shape[-1])
+    if rule != "raw_mean":
+        rows = normalize_rows(rows, norm)
+    return normalize_rows(rows.mean(axis=1), norm)
 
 
 class ZeroShotModel:
@@ -83,6 +93,11 @@ class ZeroShotModel:
             self._glossary = load_glossary(self.model_dir / name) if name else {}
         return self._glossary
 
+    def use_exact_preprocessing(self) -> None:
+        """Preprocess with every shortcut off from now on (`PreprocessConfig.exact`; `--exact`)."""
+        exact = dataclasses.replace(self.manifest.preprocess, exact=True)
+        self.manifest = dataclasses.replace(self.manifest, preprocess=exact)
+
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """[B, 3, H, W] float32 -> normalised image embeddings [B, D]."""
         io = self.manifest.io
@@ -91,6 +106,10 @@ class ZeroShotModel:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Raw texts (no prompt expansion) -> normalised text embeddings [N, D]."""
+        return normalize_rows(self.encode_texts_raw(texts), self.manifest.embedding.norm)
+
+    def encode_texts_raw(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw texts (no prompt expansion) -> the text tower's embeddings [N, D], not normalised."""
         io = self.manifest.io
         chunks: List[np.ndarray] = []
         for start in range(0, len(texts), TEXT_BATCH):
@@ -101,17 +120,17 @@ class ZeroShotModel:
             chunks.append(out.astype(np.float32))
         if not chunks:
             return np.zeros((0, self.manifest.embedding.dim), dtype=np.float32)
-        return normalize_rows(np.concatenate(chunks), self.manifest.embedding.norm)
+        return np.concatenate(chunks)
 
     def build_class_embeddings(self, class_names: Sequence[str]) -> np.ndarray:
-        """Per class: mean of its normalised prompt embeddings, renormalised. [C, D]."""
-        prompts = self.manifest.text.prompts
+        """Per class: its prompt embeddings averaged per `text.prompt_average`, normalised. [C, D]."""
+        text = self.manifest.text
         for name in class_names:
-            if unknown_only(self.tokenizer, name, self.manifest.text) and not self.definitions_of(name):
+            if unknown_only(self.tokenizer, name, text) and not self.definitions_of(name):
                 logger.warning("class name %r has no word the model knows; its score is a guess", name)
-        texts = [text for name in class_names for text in expand_prompts(name, prompts)]
-        embeds = self.encode_texts(texts).reshape(len(class_names), len(prompts), -1)
-        return self.mix_glosses(class_names, normalize_rows(embeds.mean(axis=1), self.manifest.embedding.norm))
+        texts = [t for name in class_names for t in expand_prompts(name, text.prompts, text.label_cleaning)]
+        embeds = average_prompts(self.encode_texts_raw(texts), len(class_names), text.prompt_average, self.manifest.embedding.norm)
+        return self.mix_glosses(class_names, embeds)
 
     def definitions_of(self, name: str) -> Tuple[str, ...]:
         """The glossary's definitions of a whole class name; none when it has no entry or `gloss_weight` is 0."""

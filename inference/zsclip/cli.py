@@ -133,10 +133,17 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def exact_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--exact", is_flag=True,
+                        help="Preprocess exactly as the model's upstream processor: no JPEG draft decode, no "
+                             "two-step resize (slower on big photos; see export/README-hf.md for the bound).")(func)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.argument("out_json", type=click.Path(path_type=Path))
 @runtime_options
+@exact_option
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of guessing.")
 @click.option("--prior-correction", type=float, default=None,
               help="Strength 0..1 of the per-dataset prior correction, which assumes balanced classes "
@@ -150,7 +157,7 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def predict_main(
     data_dir: Path, out_json: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
     batch_size: int, strict: bool, prior_correction: Optional[float], verbose: int, quiet: bool,
-    support_dir: Optional[Path] = None, decode_workers: int = 0, spread: bool = True,
+    support_dir: Optional[Path] = None, decode_workers: int = 0, spread: bool = True, exact: bool = False,
 ) -> None:
     """Predict a class for every image of every dataset in DATA_DIR; write OUT_JSON.
 
@@ -165,7 +172,7 @@ def predict_main(
     cfg = PredictConfig(
         data_dir=data_dir, out_path=out_json, model_dir=model_dir or default_model_dir(), variant=variant,
         threads=threads, batch_size=batch_size, strict=strict, prior_correction=prior_correction,
-        support_dir=support_dir, decode_workers=decode_workers, spread=spread,
+        support_dir=support_dir, decode_workers=decode_workers, spread=spread, exact=exact,
     )
     on_start, on_progress, close = progress_callbacks("predicting", enabled=not quiet)
     try:
@@ -243,12 +250,13 @@ def eval_main(
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="The .npz file to write.")
 @runtime_options
+@exact_option
 @click.option("--strict", is_flag=True, help="Fail on an undecodable image instead of recording it.")
 @common_options
 @run_guarded
 def embed_main(
     data_dir: Path, out_path: Path, model_dir: Optional[Path], variant: Optional[str], threads: int,
-    batch_size: int, strict: bool, verbose: int, quiet: bool, decode_workers: int = 0,
+    batch_size: int, strict: bool, verbose: int, quiet: bool, decode_workers: int = 0, exact: bool = False,
 ) -> None:
     """Save L2-normalised image embeddings (with file stems and dataset names) and class-name embeddings.
 
@@ -260,7 +268,7 @@ def embed_main(
 
     cfg = EmbedConfig(data_dir=data_dir, out_path=out_path, model_dir=model_dir or default_model_dir(),
                       variant=variant, threads=threads, batch_size=batch_size, strict=strict,
-                      decode_workers=decode_workers)
+                      decode_workers=decode_workers, exact=exact)
     on_start, on_progress, close = progress_callbacks("embedding", enabled=not quiet)
     try:
         emb = embed_dir(cfg, on_progress=on_progress, on_start=on_start)

@@ -59,6 +59,7 @@ class EmbedConfig:
     decode_workers: int = 0  # 0: one per CPU
     strict: bool = False
     chunk_images: int = 512  # images per resumable chunk
+    exact: bool = False  # preprocess with every shortcut off (`PreprocessConfig.exact`)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "chunk_images"):
@@ -176,6 +177,7 @@ def _run_identity(model: ZeroShotModel, cfg: EmbedConfig) -> Dict:
         "format": FORMAT, "model_id": model.manifest.model_id, "variant": model.variant_name,
         "image_sha256": model.manifest.files.get(variant.image_file, ""), "batch_size": cfg.batch_size,
         "data_dir": str(Path(cfg.data_dir).resolve()),
+        **({"exact": True} if model.manifest.preprocess.exact else {}),
     }
 
 
@@ -322,6 +324,8 @@ def embed_dir(
     datasets = find_datasets(cfg.data_dir)
     if model is None:
         model = ZeroShotModel(cfg.model_dir, cfg.variant, SessionConfig(threads=cfg.threads))
+    if cfg.exact:
+        model.use_exact_preprocessing()
     logger.info("model %s", model.describe())
     identity = _run_identity(model, cfg)
     folder, chunks = open_partial(cfg, identity)

@@ -27,23 +27,74 @@ from zsclip.errors import ModelDirError
 from zsclip.jsonfile import read_json_object
 
 MANIFEST_NAME = "zsclip.json"
-FORMAT_VERSION = "1.2"  # 1.1: optional fixed_classes; 1.2: optional text.glossary_file
-RESIZE_MODES = ("shortest_edge_center_crop", "squash")
+# 1.1: optional fixed_classes; 1.2: optional text.glossary_file; 1.3: optional preprocess.size_rounding,
+# rgb_conversion, jpeg_draft, jpeg_draft_factor, reducing_gap, exact, resize mode "center_crop_resize", text.label_cleaning,
+# text.prompt_average. Every 1.3 field defaults to the 1.2 behaviour.
+FORMAT_VERSION = "1.3"
+RESIZE_MODES = ("shortest_edge_center_crop", "squash", "center_crop_resize")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+SIZE_ROUNDINGS = ("round", "floor")
+RGB_CONVERSIONS = ("white_background", "convert")
+LABEL_CLEANINGS = ("nfc_collapse", "lower_strip", "none")
+PROMPT_AVERAGES = ("unit_mean", "raw_mean")
 NORMS = ("l2", "l1")
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How an RGB image becomes the image tower's NCHW float32 input."""
+    """How an RGB image becomes the image tower's NCHW float32 input.
+
+    resize_mode:
+        shortest_edge_center_crop  resize the short side to image_size, then crop the centre square
+                                   (CLIP: transformers' image processor, torchvision Resize + CenterCrop)
+        center_crop_resize         crop the centre square of the original, then resize it (ruCLIP:
+                                   torchvision RandomResizedCrop(scale=(1, 1), ratio=(1, 1)) on a PIL image)
+        squash                     resize to image_size x image_size, aspect ratio not kept (SigLIP)
+    size_rounding: the resized long side is `round` (zsclip <= 1.2) or `floor` (int(), as transformers'
+        get_resize_output_image_size and torchvision do).
+    rgb_conversion: `white_background` composites transparency on white (transformers' convert_to_rgb);
+        `convert` is PIL's image.convert("RGB"), which drops alpha (ruCLIP's processor).
+    jpeg_draft: decode a big JPEG at 1/2..1/8 scale (libjpeg's DCT scaling), never below
+        jpeg_draft_factor x image_size on either side. reducing_gap: PIL's two-step resize of the
+        shortest-edge and crop-first modes (None: one exact resize; squash always resizes once, as in 1.2).
+    exact: turn every shortcut off (no draft decode, no reducing_gap): pixels as the upstream processor
+        computes them. The shortcuts' measured distance from exact is in export/README-hf.md.
+    """
 
     image_size: int
     resize_mode: str = "shortest_edge_center_crop"
     interpolation: str = "bicubic"
     mean: Tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    size_rounding: str = "round"
+    rgb_conversion: str = "white_background"
+    jpeg_draft: bool = True
+    reducing_gap: Optional[float] = 3.0
+    exact: bool = False
+    jpeg_draft_factor: int = 2
+
+    @property
+    def uses_draft(self) -> bool:
+        return self.jpeg_draft and not self.exact
+
+    @property
+    def draft_factor(self) -> int:
+        """The draft decode's minimum multiple of image_size; 0 when no draft decode is allowed."""
+        return self.jpeg_draft_factor if self.uses_draft else 0
+
+    @property
+    def resize_gap(self) -> Optional[float]:
+        return None if self.exact else self.reducing_gap
 
     def __post_init__(self) -> None:
+        if self.size_rounding not in SIZE_ROUNDINGS:
+            raise ModelDirError(f"preprocess.size_rounding {self.size_rounding!r} is not one of {SIZE_ROUNDINGS}")
+        if self.rgb_conversion not in RGB_CONVERSIONS:
+            raise ModelDirError(f"preprocess.rgb_conversion {self.rgb_conversion!r} is not one of {RGB_CONVERSIONS}")
+        if self.jpeg_draft_factor < 2:
+            raise ModelDirError(f"preprocess.jpeg_draft_factor must be >= 2, got {self.jpeg_draft_factor}")
+        if self.reducing_gap is not None and self.reducing_gap < 1.0:
+            raise ModelDirError(f"preprocess.reducing_gap must be >= 1 or null, got {self.reducing_gap}")
         if self.image_size < 8:
             raise ModelDirError(f"preprocess.image_size must be >= 8, got {self.image_size}")
         if self.resize_mode not in RESIZE_MODES:
@@ -67,8 +118,21 @@ class TextConfig:
     # A class name found in the glossary is embedded as (1 - w) * name + w * mean(definitions).
     glossary_file: Optional[str] = None
     gloss_weight: float = 0.5
+    # How a class name is cleaned before it goes into the prompts:
+    #   nfc_collapse  NFC, whitespace runs -> one space, trimmed (zsclip <= 1.2)
+    #   lower_strip   str.lower().strip(), exactly ruCLIP's Predictor
+    #   none          unchanged: the tokenizer's own normaliser is the family's (CLIP, SigLIP)
+    label_cleaning: str = "nfc_collapse"
+    # How a class's prompt embeddings are averaged:
+    #   unit_mean  mean of the normalised prompt embeddings, renormalised (OpenAI's prompt ensembling)
+    #   raw_mean   mean of the raw embeddings, then normalised (ruCLIP's Predictor.get_text_latents)
+    prompt_average: str = "unit_mean"
 
     def __post_init__(self) -> None:
+        if self.label_cleaning not in LABEL_CLEANINGS:
+            raise ModelDirError(f"text.label_cleaning {self.label_cleaning!r} is not one of {LABEL_CLEANINGS}")
+        if self.prompt_average not in PROMPT_AVERAGES:
+            raise ModelDirError(f"text.prompt_average {self.prompt_average!r} is not one of {PROMPT_AVERAGES}")
         if self.context_length < 1:
             raise ModelDirError(f"text.context_length must be >= 1, got {self.context_length}")
         if not self.prompts or any("{}" not in p for p in self.prompts):

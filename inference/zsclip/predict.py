@@ -47,6 +47,7 @@ class PredictConfig:
     prior_correction: Optional[float] = None  # None: the manifest's value
     support_dir: Optional[Path] = None  # few-shot photos: SUPPORT_DIR/<dataset>/<class_index>/*
     spread: bool = True  # transductive label spreading over each dataset's images (`zsclip.transduction`)
+    exact: bool = False  # preprocess with every shortcut off (`PreprocessConfig.exact`)
 
 
     def __post_init__(self) -> None:
@@ -270,6 +271,8 @@ def predict_dir(
     datasets = find_datasets(cfg.data_dir)
     if model is None:
         model = ZeroShotModel(cfg.model_dir, cfg.variant, SessionConfig(threads=cfg.threads))
+    if cfg.exact:
+        model.use_exact_preprocessing()
     logger.info("model %s", model.describe())
     support = read_support_dir(cfg.support_dir, datasets) if cfg.support_dir is not None else {}
     report = PredictReport(predictions={})

@@ -25,9 +25,19 @@ def clean_label(name: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFC", name)).strip()
 
 
-def expand_prompts(name: str, prompts: Sequence[str]) -> List[str]:
-    """One text per prompt template, e.g. 'фото {}' -> 'фото собака'."""
-    label = clean_label(name)
+def clean_label_as(name: str, cleaning: str) -> str:
+    """A class name cleaned per `TextConfig.label_cleaning`: `nfc_collapse` (`clean_label`), `lower_strip`
+    (ruCLIP's Predictor: `name.lower().strip()`, nothing else) or `none` (unchanged)."""
+    if cleaning == "lower_strip":
+        return name.lower().strip()
+    if cleaning == "none":
+        return name
+    return clean_label(name)
+
+
+def expand_prompts(name: str, prompts: Sequence[str], cleaning: str = "nfc_collapse") -> List[str]:
+    """One text per prompt template, e.g. 'фото {}' -> 'фото собака'; the name cleaned per `cleaning`."""
+    label = clean_label_as(name, cleaning)
     return [template.replace("{}", label) for template in prompts]
 
 

@@ -215,7 +215,12 @@ def test_preprocess_and_scores_as_the_source_defines_them(exported):
     assert (siglip.preprocess.resize_mode, siglip.preprocess.interpolation) == ("squash", "bicubic")  # SiglipImageProcessor
     assert siglip.preprocess.mean == (0.5, 0.5, 0.5) and siglip.embedding.logit_bias == pytest.approx(-3.0)
     ruclip = load_manifest(exported["ruclip"].out_dir)
-    assert (ruclip.preprocess.resize_mode, ruclip.preprocess.interpolation) == ("shortest_edge_center_crop", "bilinear")
+    # RuCLIPProcessor: centre square crop, then one bilinear resize; convert('RGB'); Predictor's text rules
+    assert (ruclip.preprocess.resize_mode, ruclip.preprocess.interpolation) == ("center_crop_resize", "bilinear")
+    assert (ruclip.preprocess.rgb_conversion, ruclip.preprocess.size_rounding) == ("convert", "floor")
+    assert (ruclip.text.label_cleaning, ruclip.text.prompt_average) == ("lower_strip", "raw_mean")
+    assert (clip.text.label_cleaning, clip.text.prompt_average, clip.preprocess.size_rounding) == ("none", "unit_mean", "floor")
+    assert clip.preprocess.reducing_gap is None and clip.preprocess.jpeg_draft_factor == 4
     assert ruclip.text.pad_id == 0 and "eos id 3" in ruclip.provenance["text_pooling"]
     assert load_manifest(exported["two-tower"].out_dir).embedding.logit_scale == 50.0
 
@@ -346,3 +351,17 @@ def test_siglip_sentencepiece_tokenizer_is_converted_exactly(sources, tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(str(source))
     for sentence in RUSSIAN_SENTENCES + ("Hello, World! {} it's", "a\u00a0b  c"):
         assert ours.encode(sentence).ids == theirs(sentence)["input_ids"], sentence
+
+
+def test_ruclip_class_names_go_through_the_predictors_path(exported, sources):
+    """ruCLIP's Predictor tokenizes template.format(label.lower().strip()): an NBSP or thin space inside a name and a
+    decomposed «й» stay as they are (failed before: the runtime NFC-normalised and collapsed whitespace first)."""
+    from zsclip.text import expand_prompts
+
+    manifest = load_manifest(exported["ruclip"].out_dir)
+    ours = Tokenizer.from_file(str(exported["ruclip"].out_dir / "tokenizer.json"))
+    theirs = source_tokenizer("ruclip", sources["ruclip"])
+    for name in ["\u00a0Кошка\u00a0", "кот\u00a0пёс", "кот\u2009и\u2009пёс", "кои\u0306ка", " Ёж  колючий "]:
+        for template in ("{}", "фото {}"):
+            (text,) = expand_prompts(name, (template,), manifest.text.label_cleaning)
+            assert ours.encode(text).ids == list(theirs(template.format(name.lower().strip()))), (name, template)

@@ -21,7 +21,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from zsclip.errors import ConfigError
 
+from zsclip_train.config_types import type_error
 from zsclip_train.fit_model import ModelConfig
+from zsclip_train.hf_towers import resolve_hf_paths
 from zsclip_train.loss import LOSSES
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ class TrainConfig:
     eval_prompts: Tuple[str, ...] = ("{}",)
 
     def __post_init__(self) -> None:
+        wrong_type = type_error(self)
+        if wrong_type:
+            raise ConfigError(wrong_type)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss {self.loss!r} is not one of {LOSSES}")
         if self.precision not in PRECISIONS or self.device not in DEVICES:
@@ -97,7 +102,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         try:
-            model = ModelConfig(**data.pop("model", {}))
+            model = ModelConfig(**resolve_hf_paths(data.pop("model", {}), Path(base)))
         except TypeError as exc:
             raise ConfigError(f"bad [model] table: {exc}") from None
         for key in PATH_FIELDS:

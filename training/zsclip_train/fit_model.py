@@ -23,6 +23,7 @@ from torch import nn
 from zsclip.atomic import atomic_dir
 from zsclip.errors import ConfigError, ModelDirError
 
+from zsclip_train.config_types import type_error
 from zsclip_train.hf_towers import HF_PREFIX, hf_reference
 
 IMAGE_TOWERS = ("tiny", "effnet-lite0")
@@ -65,6 +66,12 @@ class ModelConfig:
     grad_checkpointing: bool = False  # for unlocked hf: towers
 
     def __post_init__(self) -> None:
+        wrong_type = type_error(self, "[model] ")
+        if wrong_type:
+            raise ConfigError(wrong_type)
+        for key in ("image_tower", "text_tower", "init"):
+            if getattr(self, key) is not None and hf_reference(getattr(self, key)) == "":
+                raise ConfigError(f"{key} = \"hf:\" names no checkpoint: give \"hf:PATH_OR_ID\"")
         if self.image_tower not in IMAGE_TOWERS and not self.image_tower.startswith(HF_PREFIX):
             raise ConfigError(f"image_tower {self.image_tower!r} is not one of {IMAGE_TOWERS} nor \"hf:PATH_OR_ID\"")
         if self.text_tower != "bag" and not self.text_tower.startswith(HF_PREFIX):
@@ -208,8 +215,9 @@ class TwoTower(nn.Module):
         if cfg.hf_image is not None:
             from zsclip_train.hf_towers import HfImageTower, image_preprocess_of, vision_model_of
 
+            model = vision_model_of(cfg.hf_image)  # first: "not a vision model" before "no image processor"
             self.preprocess = image_preprocess_of(cfg.hf_image)
-            return HfImageTower(vision_model_of(cfg.hf_image), cfg.image_pooling)
+            return HfImageTower(model, cfg.image_pooling)
         return TinyImageTower() if cfg.image_tower == "tiny" else EffNetLiteTower(pretrained)
 
     def build_from_init(self, cfg: ModelConfig) -> float:
@@ -235,13 +243,13 @@ class TwoTower(nn.Module):
             self.image_tower.unlock(cfg.image_unlocked_blocks if cfg.lock_image else -1)
         elif isinstance(self.image_tower, TinyImageTower):
             self.image_tower.requires_grad_(not (cfg.lock_image and cfg.image_unlocked_blocks == 0))
-        for tower, locked, layers in ((self.image_tower, cfg.lock_image, cfg.image_unlocked_layers),
-                                      (self.text_tower, cfg.lock_text, cfg.text_unlocked_layers)):
+        for tower, locked, layers, key in ((self.image_tower, cfg.lock_image, cfg.image_unlocked_layers, "image"),
+                                           (self.text_tower, cfg.lock_text, cfg.text_unlocked_layers, "text")):
             module = getattr(tower, "module", None)
             if module is None:
                 continue
             if locked:
-                lock_tower(module, layers, cfg.freeze_layer_norm)
+                lock_tower(module, layers, cfg.freeze_layer_norm, key=f"{key}_unlocked_layers")
             else:
                 module.requires_grad_(True)
             tower.freeze_unused()

@@ -15,6 +15,7 @@ Text side: any encoder with a fast (`tokenizers`-backed) tokenizer; pooling `cls
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any, Optional, Tuple
@@ -37,6 +38,33 @@ UNSUPPORTED_TEXT = ("siglip", "siglip_text_model")
 def hf_reference(value: str) -> Optional[str]:
     """"hf:PATH_OR_ID" -> "PATH_OR_ID"; anything else -> None."""
     return value[len(HF_PREFIX):] if value.startswith(HF_PREFIX) else None
+
+
+HF_KEYS = ("image_tower", "text_tower", "init")
+
+
+def resolve_hf_paths(model: Any, base: Path) -> Any:
+    """A config's [model] table with `hf:` folders made relative to the config file's folder `base`, like every
+    other path of the config: "hf:X" becomes "hf:BASE/X" when that is a folder. A reference that is a path by its
+    form ("/...", "./...", "../...", "~...") must exist; other ones that are no folder under BASE stay as written
+    (a hub id, or a folder relative to the working directory, as transformers reads them).
+
+    Raises:
+        ConfigError: a path-form reference that is not a folder.
+    """
+    if not isinstance(model, dict):
+        return model
+    model = dict(model)
+    for key in HF_KEYS:
+        reference = hf_reference(model[key]) if isinstance(model.get(key), str) else None
+        if not reference:
+            continue
+        local = Path(base) / Path(reference).expanduser()
+        if local.is_dir():
+            model[key] = HF_PREFIX + str(local)
+        elif reference.startswith(("/", "./", "../", "~")) or reference in (".", ".."):
+            raise ConfigError(f"{key} = \"hf:{reference}\": no such folder {local}")
+    return model
 
 
 def one_line(exc: BaseException) -> str:
@@ -71,7 +99,11 @@ def vision_model_of(reference: str) -> Any:
         return split_vision(load_pretrained_model(whole_cls, reference), vision_cls)
     if config.model_type == "clip_vision_model":  # also CLIPVisionModelWithProjection: its projection is dropped
         return load_pretrained_model(CLIPVisionModel, reference)
-    return load_pretrained_model(AutoModel, reference)
+    model = load_pretrained_model(AutoModel, reference)
+    if "pixel_values" not in inspect.signature(model.forward).parameters:
+        raise ConfigError(f"image_tower = \"hf:{reference}\": {type(model).__name__} takes no pixel_values; an image "
+                          "tower must be a vision model")
+    return model
 
 
 def split_vision(whole: Any, vision_cls: Any) -> Any:
@@ -113,6 +145,9 @@ def fast_tokenizer(reference: str) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(reference)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"hf:{reference}: no loadable tokenizer ({one_line(exc)})") from None
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise ConfigError(f"hf:{reference}: the tokenizer has no vocabulary besides its {len(tokenizer)} special tokens "
+                          "(no tokenizer.json / vocab file in the checkpoint?)")
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise ConfigError(f"hf:{reference}: tokenizer {type(tokenizer).__name__} has no `tokenizers` backend "
                           "(tokenizer.json); the runtime cannot reproduce it")

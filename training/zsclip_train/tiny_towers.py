@@ -115,7 +115,7 @@ def write_text(out: Path, words: Iterable[str] = (), seed: int = 1, dropout: flo
     return out
 
 
-def write_clip(out: Path, image_size: int = 32, projection_dim: int = 32, seed: int = 2) -> Path:
+def write_clip(out: Path, image_size: int = 32, projection_dim: int = 32, seed: int = 2, text_layers: int = 2) -> Path:
     """A whole CLIPModel with a byte-level CLIP tokenizer without merges (one token per byte)."""
     import torch
     from tokenizers import pre_tokenizers
@@ -124,7 +124,7 @@ def write_clip(out: Path, image_size: int = 32, projection_dim: int = 32, seed: 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     pieces = alphabet + [c + "</w>" for c in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
     tokenizer = CLIPTokenizer(vocab={p: i for i, p in enumerate(pieces)}, merges=[])
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=text_layers,
                 num_attention_heads=4, max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,
                 bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

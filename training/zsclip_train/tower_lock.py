@@ -40,14 +40,15 @@ def head_modules(root: nn.Module, encoder_name: str) -> List[nn.Module]:
     return [root.get_submodule(name) for name in after]
 
 
-def lock_tower(model: nn.Module, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+def lock_tower(model: nn.Module, unlocked_layers: int = 0, freeze_layer_norm: bool = True,
+               key: str = "unlocked layers") -> None:
     """Freeze `model` except its last `unlocked_layers` blocks (+ the head when that is > 0).
 
     Raises:
         ConfigError: more unlocked layers than blocks, or no block list.
     """
     if unlocked_layers < 0:
-        raise ConfigError(f"unlocked layers must be >= 0, got {unlocked_layers}")
+        raise ConfigError(f"{key} must be >= 0, got {unlocked_layers}")
     model.requires_grad_(False)
     if not freeze_layer_norm:
         for module in model.modules():
@@ -57,7 +58,8 @@ def lock_tower(model: nn.Module, unlocked_layers: int = 0, freeze_layer_norm: bo
         return
     root, encoder_name, blocks = find_blocks(model)
     if unlocked_layers > len(blocks):
-        raise ConfigError(f"{unlocked_layers} unlocked layers asked, but {type(model).__name__} has {len(blocks)} blocks")
+        raise ConfigError(f"{key} = {unlocked_layers}, but {type(model).__name__} has {len(blocks)} blocks "
+                          f"(use 1..{len(blocks)})")
     for block in list(blocks)[-unlocked_layers:]:
         block.requires_grad_(True)
     for module in head_modules(root, encoder_name):
