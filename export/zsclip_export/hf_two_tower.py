@@ -17,6 +17,7 @@ Source layout (`save_two_tower` writes it; so does `zsclip-train fit` for runs w
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -34,8 +35,10 @@ from zsclip_export.hf_preprocess import (
     preprocess_from_processor,
     reference_ids_of,
 )
+from zsclip_export.strict_load import first_line, from_pretrained_strict, load_state_strict
 
 logger = logging.getLogger(__name__)
+FAMILY = "two-tower"
 POOLINGS = ("mean", "cls", "pooler")
 IMAGE_POOLINGS = ("pooler", "cls")
 
@@ -102,25 +105,96 @@ class PooledVision(torch.nn.Module):
 
 
 def load_vision(folder: Path, pooling: str = "pooler") -> Tuple[Any, bool, str]:
-    """(vision module, whether it has its own projection, model type) of a vision checkpoint."""
-    from transformers import AutoConfig, AutoModel, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection
+    """(vision module, whether it has its own projection, model type) of a vision checkpoint, loaded strictly.
+
+    Raises:
+        ConfigError: unreadable config, weights that do not fit it, or not a vision model.
+    """
+    from transformers import AutoModel, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection
 
     from zsclip_export.clip_hf import ClipImageTower
 
-    config = AutoConfig.from_pretrained(str(folder))
+    config = tower_config(folder, "vision")
+    where = f"{FAMILY} vision"
     if config.model_type == "clip":
-        return ClipImageTower(CLIPModel.from_pretrained(str(folder), attn_implementation="eager")).eval(), True, "clip"
+        return ClipImageTower(from_pretrained_strict(CLIPModel, folder, where, attn_implementation="eager")), True, "clip"
     if config.model_type == "clip_vision_model":
         if "CLIPVisionModelWithProjection" in (config.architectures or []):
-            model = CLIPVisionModelWithProjection.from_pretrained(str(folder), attn_implementation="eager")
+            model = from_pretrained_strict(CLIPVisionModelWithProjection, folder, where, attn_implementation="eager")
             return ClipImageTower(model).eval(), True, config.model_type
-        vision = CLIPVisionModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+        vision = from_pretrained_strict(CLIPVisionModel, folder, where, attn_implementation="eager")
         return (PooledVision(vision, pooling) if pooling == "cls" else vision), False, config.model_type
-    try:
-        model = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: vision model_type {config.model_type!r} does not load ({exc})") from None
+    model = from_pretrained_strict(AutoModel, folder, where, attn_implementation="eager")
+    if "pixel_values" not in forward_inputs(model):
+        raise ConfigError(f"{folder}: model_type {config.model_type!r} is not a vision model (its forward takes no "
+                          f"pixel_values); the {FAMILY} vision folder needs an image tower")
     return PooledVision(model, pooling).eval(), False, config.model_type
+
+
+def tower_config(folder: Path, role: str) -> Any:
+    """The transformers config of a tower folder.
+
+    Raises:
+        ConfigError: no or an unreadable config.json, or a model_type transformers does not know.
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{folder}: not a {FAMILY} {role} tower ({first_line(exc)})") from None
+
+
+def forward_inputs(model: Any) -> Tuple[str, ...]:
+    return tuple(inspect.signature(model.forward).parameters)
+
+
+def tower_width(config: Any, pooling: str) -> Optional[int]:
+    """The width of a tower's pooled output as its config states it (None when the config does not say)."""
+    if pooling == "pooler" and isinstance(getattr(config, "pooler_output_size", None), int):
+        return int(config.pooler_output_size)
+    width = getattr(config, "hidden_size", None)
+    if isinstance(width, int):
+        return width
+    sizes = getattr(config, "hidden_sizes", None)
+    return int(sizes[-1]) if isinstance(sizes, (list, tuple)) and sizes else None
+
+
+def load_projections(path: Path, text_width: Optional[int], image_width: Optional[int], vision_dim: Optional[int],
+                     has_projection: bool) -> Tuple[torch.nn.Linear, Optional[torch.nn.Linear]]:
+    """(text projection, image projection or None) from projection.safetensors, refusing any missing, unexpected or
+    wrong-shaped tensor: text_projection.weight [D, text width] (+ .bias [D]); image_projection.weight
+    [D, image width] (+ .bias) only when the vision model has no projection of its own, where D is the vision
+    projection's width (or, with neither, the pooled image width).
+
+    Raises:
+        ConfigError: unreadable file or tensors that do not fit the towers.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises several types (SafetensorError, OSError); all mean "unreadable"
+        raise ConfigError(f"{path}: unreadable {FAMILY} projection file ({first_line(exc)})") from None
+    text_weight, image_weight = state.get("text_projection.weight"), state.get("image_projection.weight")
+    use_image = not has_projection and any(key.startswith("image_projection.") for key in state)
+    if has_projection:
+        dim = vision_dim
+    elif use_image:
+        dim = next((w.shape[0] for w in (text_weight, image_weight) if w is not None and w.ndim == 2), None)
+    else:
+        dim = image_width
+
+    def linear(weight: Optional[torch.Tensor], prefix: str, width: Optional[int]) -> torch.nn.Linear:
+        shape = tuple(weight.shape) if weight is not None and weight.ndim == 2 else (1, 1)
+        return torch.nn.Linear(width or shape[1], dim or shape[0], bias=f"{prefix}.bias" in state)
+
+    holder = torch.nn.Module()
+    holder.text_projection = linear(text_weight, "text_projection", text_width)
+    if use_image:
+        holder.image_projection = linear(image_weight, "image_projection", image_width)
+    load_state_strict(holder, state, f"{FAMILY} projection", str(path))
+    return holder.text_projection, holder.image_projection if use_image else None
 
 
 def load_two_tower(folder: Path) -> SourceModel:
@@ -129,32 +203,39 @@ def load_two_tower(folder: Path) -> SourceModel:
     Raises:
         ConfigError: bad two_tower.json, missing projection, unsupported pooling or tokenizer.
     """
-    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(folder)
     spec = read_json(folder / TWO_TOWER_FILE)
-    if spec.get("format") != TWO_TOWER_FORMAT or int(spec.get("format_version", 0)) != 1:
-        raise ConfigError(f"{folder}/{TWO_TOWER_FILE}: format must be {TWO_TOWER_FORMAT!r} version 1")
+    where = f"{folder}/{TWO_TOWER_FILE}"
+    if spec.get("format") != TWO_TOWER_FORMAT or spec.get("format_version") not in (1, "1"):
+        raise ConfigError(f"{where}: format must be {TWO_TOWER_FORMAT!r} version 1 (the {FAMILY} family)")
     pooling = spec.get("text_pooling", "mean")
     if pooling not in POOLINGS:
-        raise ConfigError(f"{folder}/{TWO_TOWER_FILE}: text_pooling {pooling!r} is not one of {POOLINGS}")
+        raise ConfigError(f"{where}: text_pooling {pooling!r} is not one of {POOLINGS} (the {FAMILY} family)")
     image_pooling = spec.get("image_pooling", "pooler")
     if image_pooling not in IMAGE_POOLINGS:
-        raise ConfigError(f"{folder}/{TWO_TOWER_FILE}: image_pooling {image_pooling!r} is not one of {IMAGE_POOLINGS}")
+        raise ConfigError(f"{where}: image_pooling {image_pooling!r} is not one of {IMAGE_POOLINGS} (the {FAMILY} family)")
+    for key in ("text_model", "vision_model"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise ConfigError(f"{where}: {key} must name a folder or hub id (the {FAMILY} family)")
     text_dir = locate(folder, spec["text_model"])
     vision_dir = locate(folder, spec["vision_model"])
+    text_config = tower_config(text_dir, "text")
+    encoder = from_pretrained_strict(AutoModel, text_dir, f"{FAMILY} text")
+    if "input_ids" not in forward_inputs(encoder) or "pixel_values" in forward_inputs(encoder):
+        raise ConfigError(f"{text_dir}: model_type {text_config.model_type!r} is not a text encoder; the {FAMILY} "
+                          "text folder needs one (input_ids -> hidden states)")
     try:
-        projections = load_file(str(folder / "projection.safetensors"))
-    except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"{folder}/projection.safetensors unreadable ({exc})") from None
-    text_projection = linear_from(projections, "text_projection")
-    if text_projection is None:
-        raise ConfigError(f"{folder}/projection.safetensors has no text_projection.weight")
-    encoder = AutoModel.from_pretrained(str(text_dir)).eval()
-    hf_tokenizer = AutoTokenizer.from_pretrained(str(text_dir))
+        hf_tokenizer = AutoTokenizer.from_pretrained(str(text_dir))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{text_dir}: no loadable tokenizer for the {FAMILY} text tower ({first_line(exc)})") from None
     vision, has_projection, vision_type = load_vision(vision_dir, image_pooling)
-    image_projection = None if has_projection else linear_from(projections, "image_projection")
+    vision_config = tower_config(vision_dir, "vision")
+    vision_dim = getattr(vision_config, "projection_dim", None) if has_projection else None
+    text_projection, image_projection = load_projections(
+        folder / "projection.safetensors", tower_width(text_config, "pooler" if pooling == "pooler" else "cls"),
+        None if has_projection else tower_width(vision_config, image_pooling), vision_dim, has_projection)
     if not has_projection and image_projection is None:
         logger.warning("%s has no visual projection and projection.safetensors no image_projection: "
                        "image embeddings are the pooled CLS state", vision_dir)
@@ -162,7 +243,7 @@ def load_two_tower(folder: Path) -> SourceModel:
     pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
     dim = int(text_projection.out_features)
     return SourceModel(
-        family="two-tower",
+        family=FAMILY,
         source=str(folder),
         image_tower=CompositeImageTower(vision, image_projection).eval(),
         text_tower=CompositeTextTower(encoder, text_projection, pooling).eval(),

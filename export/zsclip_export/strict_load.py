@@ -91,6 +91,7 @@ def from_pretrained_strict(cls: Any, folder: Path, family: str, **kwargs: Any) -
     Raises:
         ConfigError: unreadable checkpoint or weights that do not fit `cls`.
     """
+    kwargs.setdefault("ignore_mismatched_sizes", True)  # so that the keys of another shape are reported, not raised
     try:
         with quiet_transformers():
             model, info = cls.from_pretrained(str(folder), output_loading_info=True, **kwargs)
