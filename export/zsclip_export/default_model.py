@@ -32,6 +32,8 @@ from zsclip.manifest import (
 )
 from zsclip.paths import default_model_dir
 
+from zsclip_export.build_cache import cache_dir as default_cache_dir
+from zsclip_export.progress import LoopFactory, StageClock, StageTime
 from zsclip_export.quantize import QuantizeConfig
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,12 @@ class ExportConfig:
     gloss_weight: float = 0.5
     allow_mismatch: bool = False
     force: bool = False
+    # also fit once without a held-out synonym per class and record how well those names map (doubles the fit)
+    validate: bool = False
+    # where the vocabulary and glossary are cached between builds (zsclip_export.build_cache); None: no cache
+    cache_dir: Optional[Path] = field(default_factory=default_cache_dir)
+    # fit the text head even when the package or the cache holds the head these inputs give (build_cache.find_head)
+    refit_head: bool = False
 
     def __post_init__(self) -> None:
         if self.max_check_images < 1:
@@ -75,7 +83,8 @@ class ExportConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the built model (not where it goes, nor --force)."""
-        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "force", "check_images")}
+        unbuilt = ("out_dir", "force", "check_images", "validate", "cache_dir", "refit_head")
+        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in unbuilt}
         keys["version"] = __version__
         keys["recipe_revision"] = RECIPE_REVISION
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -85,9 +94,11 @@ class ExportConfig:
 class ExportReport:
     out_dir: Path
     skipped: bool = False
+    regated: Optional[bool] = None  # --check-images on an up-to-date model: did the int8 image tower pass the gate
     seconds: float = 0.0
     sizes_mb: Dict[str, float] = field(default_factory=dict)
     checks: Dict[str, Any] = field(default_factory=dict)
+    stages: List[StageTime] = field(default_factory=list)
 
 
 def list_images(folder: Path, limit: int) -> List[Path]:
@@ -122,13 +133,37 @@ def sample_photos() -> Optional[Path]:
     return folder if folder.is_dir() else None
 
 
-def is_up_to_date(cfg: ExportConfig) -> bool:
+def existing_manifest(out_dir: Path) -> Optional[ModelManifest]:
     try:
-        manifest = load_manifest(cfg.out_dir, verify=True)
+        return load_manifest(out_dir, verify=True)
     except ModelDirError:
+        return None
+
+
+def is_up_to_date(cfg: ExportConfig, manifest: Optional[ModelManifest] = None) -> bool:
+    """The model dir holds what `cfg` would build: the same recipe and every wanted variant (a model built with
+    --quantize also serves a build without it: its fp32 variant is the same)."""
+    manifest = manifest or existing_manifest(cfg.out_dir)
+    if manifest is None:
         return False
     wanted = {"fp32", "int8"} if cfg.quantize else {"fp32"}
-    return manifest.provenance.get("fingerprint") == cfg.fingerprint() and wanted <= set(manifest.variants)
+    validated = not cfg.validate or "val_top1" in (manifest.provenance.get("alignment") or {})
+    recipes = {cfg.fingerprint()} | ({dataclasses.replace(cfg, quantize=True).fingerprint()} if not cfg.quantize else set())
+    return manifest.provenance.get("fingerprint") in recipes and wanted <= set(manifest.variants) and validated
+
+
+def check_dropped_variants(cfg: ExportConfig, manifest: Optional[ModelManifest]) -> None:
+    """Refuse a rebuild that would lose a variant the model dir has (unless --force).
+
+    Raises:
+        ConfigError: the existing model dir has a variant (int8) this build would not make.
+    """
+    if manifest is None or cfg.force:
+        return
+    dropped = sorted(set(manifest.variants) - ({"fp32", "int8"} if cfg.quantize else {"fp32"}))
+    if dropped:
+        raise ConfigError(f"{cfg.out_dir} has the {', '.join(dropped)} variant, which this rebuild without --quantize "
+                          "would drop: add --quantize to keep it, or --force to rebuild without it")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -150,8 +185,11 @@ def check_out_dir(out_dir: Path) -> None:
                              "give a new folder name")
 
 
-def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None) -> ExportReport:
+def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], None]] = None,
+                         loop_progress: Optional[LoopFactory] = None) -> ExportReport:
     """Build the default model directory at `cfg.out_dir` (atomically; skipped when already up to date).
+    `on_step` hears each stage as it starts, `loop_progress` makes the progress of long loops (the alignment
+    fit); the report's `stages` time every stage.
 
     Raises:
         ConfigError: missing packages or bad options.
@@ -159,17 +197,28 @@ def export_default_model(cfg: ExportConfig, on_step: Optional[Callable[[str], No
         ExportMismatchError: ONNX differs from PyTorch (unless allow_mismatch).
     """
     started = time.perf_counter()
+    clock = StageClock(on_step or (lambda message: logger.info("%s", message)), loop_progress or (lambda label, total: None))
     out_dir = Path(cfg.out_dir).expanduser()
-    if not cfg.force and is_up_to_date(dataclasses.replace(cfg, out_dir=out_dir)):
-        return ExportReport(out_dir, skipped=True)
-    step = on_step or (lambda message: logger.info("%s", message))
-    check_out_dir(out_dir)
-    from zsclip_export.default_build import build_into
+    cfg = dataclasses.replace(cfg, out_dir=out_dir)
+    with clock.stage("up-to-date check", ""):
+        manifest = existing_manifest(out_dir)
+        up_to_date = not cfg.force and is_up_to_date(cfg, manifest)
+    if up_to_date and cfg.quantize and cfg.check_images is not None and manifest is not None:
+        from zsclip_export.default_build import regate_image_int8
 
-    with atomic_dir(out_dir) as work:
-        report = build_into(work, cfg, step)
+        report = regate_image_int8(manifest, cfg, clock)
+    elif up_to_date:
+        report = ExportReport(out_dir, skipped=True)
+    else:
+        check_out_dir(out_dir)
+        check_dropped_variants(cfg, manifest)
+        from zsclip_export.default_build import build_into
+
+        with atomic_dir(out_dir) as work:
+            report = build_into(work, cfg, clock)
     report.out_dir = out_dir
     report.seconds = time.perf_counter() - started
+    report.stages = clock.stages
     return report
 
 

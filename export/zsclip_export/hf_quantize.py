@@ -37,11 +37,14 @@ def quantize_tower(source: Path, target: Path, op_types: Sequence[str]) -> Dict[
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from zsclip_export.quantize import third_party_logs
+
     nodes = weight_nodes(source, op_types)
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
-        nodes_to_quantize=nodes, per_channel=True, extra_options={"EnableSubgraph": False},
-    )
+    with third_party_logs():
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+            nodes_to_quantize=nodes, per_channel=True, extra_options={"EnableSubgraph": False},
+        )
     logger.info("%s: %d nodes quantized (%s)", target.name, len(nodes), ", ".join(op_types))
     return {"method": "dynamic-int8 (per-channel s8 weights, u8 activations quantized at run time)",
             "op_types": list(op_types), "nodes": len(nodes),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 from zsclip.errors import ConfigError
@@ -46,13 +48,47 @@ class QuantizeConfig:
         return cls()
 
 
+class ThirdPartyLogFilter(logging.Filter):
+    """onnxruntime's quantization tools log advice ("Please consider pre-processing before quantization") on the
+    root logger, which would print it as a zsclip warning: such records are hidden, or with -v (root level INFO
+    or lower) shown as INFO lines saying whose they are."""
+
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.marker = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.marker not in record.pathname or record.levelno >= logging.ERROR:
+            return True
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:
+            return False
+        record.msg, record.args = f"{self.marker.strip(os.sep)} says: {record.getMessage()}", None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+@contextmanager
+def third_party_logs(package: str = "onnxruntime") -> Iterator[None]:
+    """While inside, `package`'s warnings on the root logger go through `ThirdPartyLogFilter`."""
+    handlers = logging.getLogger().handlers
+    log_filter = ThirdPartyLogFilter(package)
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+
 def quantize_dynamic_file(source: Path, target: Path, op_types: Sequence[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
-        extra_options={"EnableSubgraph": False},
-    )
+    with third_party_logs():
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+            extra_options={"EnableSubgraph": False},
+        )
 
 
 def conv_and_gemm_edges(path: Path) -> List[str]:
@@ -76,13 +112,14 @@ def quantize_static_qdq(source: Path, target: Path, input_name: str, calibration
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = target.with_suffix(".pre.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     batches = [calibration[i : i + 8] for i in range(0, len(calibration), 8)]
-    quantize_static(
-        str(prepared), str(target), _ArrayReader(input_name, batches), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(keep),
-    )
+    with third_party_logs():
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(target), _ArrayReader(input_name, batches), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(keep),
+        )
     prepared.unlink(missing_ok=True)
 
 

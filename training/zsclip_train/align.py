@@ -42,8 +42,11 @@ class AlignConfig:
     # also pull each class's Russian definition (a bag of words) onto it; off: no gain on either text proxy
     definitions: bool = False
     train_context_length: int = 64  # tokens pooled per training phrase (definitions are longer than names)
+    batch_size: int = 0  # phrases per AdamW step; 0: the full batch
 
     def __post_init__(self) -> None:
+        if self.batch_size < 0:
+            raise ConfigError("batch_size must be >= 0 (0: full batch)")
         if self.epochs < 1 or self.lr <= 0 or self.pull_weight < 0 or self.input_noise < 0:
             raise ConfigError("epochs >= 1, lr > 0, pull_weight >= 0 and input_noise >= 0 are required")
 
@@ -81,30 +84,45 @@ def fit_head(
     cfg: AlignConfig,
     on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> float:
-    """Full-batch AdamW on fixed pooled inputs; returns the final loss."""
+    """AdamW on fixed pooled inputs, full-batch (`cfg.batch_size` 0) or in shuffled mini-batches, with a cosine
+    learning rate over all steps; returns the last epoch's (mean) loss."""
     torch.manual_seed(cfg.seed)
     pull = F.normalize(target @ tower.prototypes, dim=-1)
     params = [p for p in tower.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    n = len(pooled)
+    batch = cfg.batch_size if 0 < cfg.batch_size < n else n
+    steps_per_epoch = -(-n // batch)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     tower.train()
     loss_value = float("nan")
     for epoch in range(cfg.epochs):
-        noisy = F.normalize(pooled + cfg.input_noise * torch.randn_like(pooled), dim=-1)
-        projected = tower.project(noisy)
-        logits = tower.concept_logits(projected)
-        contrastive = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-        pull_loss = (1.0 - (projected * pull).sum(dim=-1)).mean()
-        loss = contrastive + cfg.pull_weight * pull_loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        loss_value = float(loss.detach())
+        order = torch.randperm(n) if batch < n else None
+        total = 0.0
+        for start in range(0, n, batch):
+            rows = order[start:start + batch] if order is not None else slice(None)
+            loss = head_loss(tower, pooled[rows], target[rows], pull[rows], cfg)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * (len(pooled[rows]) if order is not None else 1)
+        loss_value = total / n if order is not None else total
         if on_epoch:
             on_epoch(epoch, loss_value)
     tower.eval()
     return loss_value
+
+
+def head_loss(tower: NavecTextTower, pooled: torch.Tensor, target: torch.Tensor, pull: torch.Tensor,
+              cfg: AlignConfig) -> torch.Tensor:
+    """Soft contrastive loss over the prototypes plus the cosine pull, on noisy inputs."""
+    noisy = F.normalize(pooled + cfg.input_noise * torch.randn_like(pooled), dim=-1)
+    projected = tower.project(noisy)
+    logits = tower.concept_logits(projected)
+    contrastive = -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    pull_loss = (1.0 - (projected * pull).sum(dim=-1)).mean()
+    return contrastive + cfg.pull_weight * pull_loss
 
 
 @torch.no_grad()
@@ -147,25 +165,44 @@ def align_text_tower(
     on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> AlignReport:
     """Train `tower`'s head on the label table. With `validate`, first fit once without a held-out synonym
-    per class and report how well those unseen names (and their plurals) are mapped; then fit on everything.
+    per class and report how well those unseen names (and their plurals) are mapped (`validation_fit`);
+    then fit on everything.
 
     Raises:
         ConfigError: `cfg.plural_augment` without pymorphy3.
     """
     report = AlignReport()
-    n_classes = tower.prototypes.shape[0]
-    inflect = plural_inflector() if cfg.plural_augment else None
     if validate:
-        holdout = sorted(synonym_holdout(rows))
-        phrases = augment_phrases(build_phrases(rows, set(holdout), cfg.definitions), inflect)
-        fit_once(tower, tokenizer, phrases, n_classes, cfg, None)
-        report.validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length, inflect)
-        logger.info("held-out synonyms: %s", report.validation)
-        reset_head(tower, cfg.seed)
-    phrases = augment_phrases(build_phrases(rows, definitions=cfg.definitions), inflect)
-    report.n_phrases = len(phrases)
-    report.final_loss = fit_once(tower, tokenizer, phrases, n_classes, cfg, on_epoch)
+        report.validation = validation_fit(tower, tokenizer, rows, cfg)
+    report.final_loss, report.n_phrases = final_fit(tower, tokenizer, rows, cfg, on_epoch)
     return report
+
+
+def validation_fit(
+    tower: NavecTextTower, tokenizer, rows: Sequence[LabelRow], cfg: AlignConfig,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> Dict[str, float]:
+    """Fit without each class's held-out synonym, score those names (and plurals), reset the head."""
+    inflect = plural_inflector() if cfg.plural_augment else None
+    holdout = sorted(synonym_holdout(rows))
+    phrases = augment_phrases(build_phrases(rows, set(holdout), cfg.definitions), inflect)
+    fit_once(tower, tokenizer, phrases, tower.prototypes.shape[0], cfg, on_epoch)
+    validation = validate_synonyms(tower, tokenizer, rows, holdout, cfg.context_length, inflect)
+    logger.info("held-out synonyms: %s", validation)
+    reset_head(tower, cfg.seed)
+    return validation
+
+
+def final_fit(
+    tower: NavecTextTower, tokenizer, rows: Sequence[LabelRow], cfg: AlignConfig,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> Tuple[float, int]:
+    """Fit the head, freshly initialised from `cfg.seed` (the same start with or without a validation fit
+    before), on every phrase of the label table; returns (final loss, number of phrases)."""
+    reset_head(tower, cfg.seed)
+    inflect = plural_inflector() if cfg.plural_augment else None
+    phrases = augment_phrases(build_phrases(rows, definitions=cfg.definitions), inflect)
+    return fit_once(tower, tokenizer, phrases, tower.prototypes.shape[0], cfg, on_epoch), len(phrases)
 
 
 def plural_inflector() -> Callable[[str], Optional[str]]:

@@ -130,9 +130,8 @@ class NavecTextTower(nn.Module):
         codes = np.empty((len(vectors), groups), np.uint8)
         worst = 0.0
         for g in range(groups):
-            words, centres = vectors[:, g, :], codebook[g].astype(np.float32)
-            distance = (centres**2).sum(1)[None, :] - 2.0 * words @ centres.T
-            codes[:, g] = distance.argmin(1)
+            words, centres = np.ascontiguousarray(vectors[:, g, :]), codebook[g].astype(np.float32)
+            codes[:, g] = nearest_codewords(words, centres)
             worst = max(worst, float(np.abs(centres[codes[1:, g]] - words[1:]).max(initial=0.0)))
         if worst > 1e-5:
             raise ConfigError(f"the word vectors are not products of the codebook (max error {worst:.2e})")
@@ -141,3 +140,21 @@ class NavecTextTower(nn.Module):
         self.codebook = torch.from_numpy(codebook.reshape(groups * entries, width).astype(np.float32, copy=True))
         self.code_offsets = torch.arange(groups, dtype=torch.int64) * entries
         return self
+
+
+def nearest_codewords(words: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of each word's nearest centre ([N, S] x [C, S] -> [N]): the argmin of |c|^2 - 2 w.c (first index on
+    ties). Words equal to a centre bit for bit (navec's words all are) are matched by a sorted lookup of their bytes,
+    taking the first of equal centres, as the argmin does; only the others pay for the [N, C] distance matrix."""
+    key_type = np.dtype((np.void, centres.dtype.itemsize * centres.shape[1]))
+    centre_keys = np.ascontiguousarray(centres).view(key_type).ravel()
+    unique_keys, first = np.unique(centre_keys, return_index=True)
+    word_keys = np.ascontiguousarray(words).view(key_type).ravel()
+    slot = np.minimum(np.searchsorted(unique_keys, word_keys), len(unique_keys) - 1)
+    exact = unique_keys[slot] == word_keys
+    codes = first[slot]
+    rest = np.flatnonzero(~exact)
+    if len(rest):
+        distance = (centres**2).sum(1)[None, :] - 2.0 * words[rest] @ centres.T
+        codes[rest] = distance.argmin(1)
+    return codes
