@@ -78,12 +78,13 @@ def test_cached_run_equals_the_image_decoding_run(prepared, cache32, tmp_path):
     for name in a:  # the image tower is untouched; the rest follows the same trajectory
         assert torch.allclose(a[name], b[name], atol=1e-5), name
     # float16 storage (the default): the features' ~5e-4 relative rounding shows in the loss only far below 1%
+    # (seen up to 1.3e-3 after six steps when the thread count changes the summation order, so 3e-3 here)
     cache16 = tmp_path / "cache16"
     cache_image_features(FeatureCacheConfig(config(prepared, tmp_path / "x", feature_cache=cache16), shard_size=SHARD))
     assert np.load(cache16 / "features-000000.npy").dtype == np.float16
     fit_model(config(prepared, tmp_path / "half", feature_cache=cache16))
     half = read_metric(tmp_path / "half" / "metrics.csv", "loss")
-    assert half == pytest.approx(decoded, rel=1e-3) and half != decoded
+    assert half == pytest.approx(decoded, rel=3e-3) and half != decoded
 
 
 def test_exact_resume_from_the_cache(prepared, cache32, tmp_path):
