@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,15 +15,10 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 
 from demo_data import prepare_demo  # noqa: E402
+from test_ddp import free_port  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 
 STEPS = 12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(root, name: str, batch_size: int, cache: str):
