@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 
 from click.testing import CliRunner  # noqa: E402
-from demo_data import prepare_demo  # noqa: E402
+from demo_data import prepare_demo, train_config  # noqa: E402
 from zsclip_train import feature_cache_build  # noqa: E402
 from zsclip_train.cli import main  # noqa: E402
 from zsclip_train.feature_cache_build import FeatureCacheConfig, cache_image_features  # noqa: E402
@@ -32,10 +32,7 @@ def prepared(tmp_path_factory):
 
 
 def config(root, out, **kw) -> TrainConfig:
-    base = dict(data=root / "prep", out_dir=out, model=LOCKED, batch_size=8, accum_steps=2, steps=6, warmup_steps=1,
-                lr=3e-3, num_workers=0, log_every=1, checkpoint_every=3, device="cpu", precision="fp32")
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(root, out, **{"model": LOCKED, **kw})
 
 
 def write_json(path, cfg: TrainConfig):

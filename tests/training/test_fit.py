@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
-from demo_data import prepare_demo  # noqa: E402
+from demo_data import prepare_demo, train_config  # noqa: E402
 from zsclip_train.cli import main  # noqa: E402
 from zsclip_train.fit import TrainConfig, fit_model, load_train_config  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
@@ -26,10 +26,7 @@ def prepared(tmp_path_factory):
 
 
 def config(root, out, **kw) -> TrainConfig:
-    base = dict(data=root / "prep", out_dir=out, model=TINY, batch_size=8, accum_steps=2, steps=6, warmup_steps=1,
-                lr=3e-3, num_workers=0, log_every=1, checkpoint_every=3, device="cpu", precision="fp32")
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(root, out, **{"model": TINY, **kw})
 
 
 def state(path):
