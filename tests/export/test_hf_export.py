@@ -30,6 +30,7 @@ CORPUS = [
 SIZE = 32
 # GOLDEN_MODEL of test_hf_ruclip_bpe: a youtokentome model with 70 ids
 from test_hf_ruclip_bpe import GOLDEN_MODEL  # noqa: E402
+from upstream_replicas import clip_bpe  # noqa: E402
 
 
 def vision_config(**extra):
@@ -42,42 +43,11 @@ def text_config(vocab_size, **extra):
                 max_position_embeddings=64, **extra)
 
 
-def learn_merges(words, n_merges):
-    """A deterministic BPE learner (tokenizers' trainer breaks ties differently from run to run)."""
-    words = [list(w) for w in words]
-    merges = []
-    for _ in range(n_merges):
-        counts = {}
-        for word in words:
-            for pair in zip(word, word[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        if not counts:
-            break
-        best = max(counts.items(), key=lambda item: (item[1], item[0]))[0]
-        merges.append(best)
-        for word in words:
-            i = 0
-            while i < len(word) - 1:
-                if (word[i], word[i + 1]) == best:
-                    word[i : i + 2] = [word[i] + word[i + 1]]
-                i += 1
-    return merges
-
-
 def build_clip(out):
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    blank = CLIPTokenizer()
-    backend = blank.backend_tokenizer
-    words = []
-    for line in CORPUS:
-        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(line)):
-            words.append(list(piece[:-1]) + [piece[-1] + "</w>"])
-    merges = learn_merges(words, 150)
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    pieces = sorted(alphabet) + sorted(c + "</w>" for c in alphabet) + ["".join(m) for m in merges]
-    vocab = {piece: i for i, piece in enumerate(dict.fromkeys(pieces + ["<|startoftext|>", "<|endoftext|>"]))}
+    vocab, merges = clip_bpe(CORPUS, 150)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     config = CLIPConfig(
         text_config=text_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,

@@ -80,7 +80,8 @@ CORPUS = [
 
 
 def learn_merges(words: List[List[str]], n_merges: int) -> List[Tuple[str, str]]:
-    """A deterministic BPE learner (ties broken by the pair itself)."""
+    """A deterministic BPE learner (ties broken by the pair itself: tokenizers' trainer breaks them differently from
+    run to run)."""
     words = [list(w) for w in words]
     merges = []
     for _ in range(n_merges):
@@ -101,21 +102,29 @@ def learn_merges(words: List[List[str]], n_merges: int) -> List[Tuple[str, str]]
     return merges
 
 
-def build_clip_b32(out: Path) -> Path:
-    import torch
+def clip_bpe(corpus: List[str], n_merges: int) -> Tuple[Dict[str, int], List[Tuple[str, str]]]:
+    """CLIP's byte-level BPE learned on `corpus`: (vocab, merges). `<|endoftext|>` is the largest id, as in the real
+    vocabulary (legacy eos_token_id=2 pools at argmax(ids))."""
     from tokenizers import pre_tokenizers
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     backend = CLIPTokenizer().backend_tokenizer
     words = []
-    for line in CORPUS:
+    for line in corpus:
         for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(line)):
             words.append(list(piece[:-1]) + [piece[-1] + "</w>"])
-    merges = learn_merges(words, 300)
+    merges = learn_merges(words, n_merges)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     pieces = sorted(alphabet) + sorted(c + "</w>" for c in alphabet) + ["".join(m) for m in merges]
-    # <|endoftext|> is the largest id, as in the real vocabulary (legacy eos_token_id=2 pools at argmax(ids))
     vocab = {piece: i for i, piece in enumerate(dict.fromkeys(pieces + ["<|startoftext|>", "<|endoftext|>"]))}
+    return vocab, merges
+
+
+def build_clip_b32(out: Path) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    vocab, merges = clip_bpe(CORPUS, 300)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
     config = CLIPConfig(text_config=CLIP_B32_TEXT, vision_config=CLIP_B32_VISION, **CLIP_B32)
     torch.manual_seed(0)

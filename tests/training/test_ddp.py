@@ -13,10 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
+from demo_data import prepare_demo  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 
 STEPS = 24
 
@@ -50,11 +48,7 @@ def run_fit(config, nproc: int) -> subprocess.CompletedProcess:
 
 
 def test_two_process_gloo_run_trains_and_matches_one_process(tmp_path):
-    cat = make_demo_catalogue(tmp_path / "cat", n_images=64, size=48, n_eval=1)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=tmp_path / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=48, shard_size=32))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=tmp_path / "shards",
-                                  out_dir=tmp_path / "prep", vocab_size=200))
+    prepare_demo(tmp_path, n_images=64, size=48, n_eval=1, shard_size=32)
     ddp = run_fit(write_config(tmp_path, tmp_path / "ddp", batch_size=8), nproc=2)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     losses = read_metric(tmp_path / "ddp" / "metrics.csv", "loss")

@@ -12,12 +12,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
+from demo_data import prepare_demo  # noqa: E402
 from test_ddp import run_fit  # noqa: E402
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 from zsclip_train.fit_model import load_pretrained  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 from zsclip_train.tiny_towers import write_text, write_vision  # noqa: E402
 
 STEPS = 8
@@ -36,11 +34,7 @@ def write_config(root, out, batch_size: int):
 
 
 def test_two_process_gloo_run_with_hf_towers_matches_one_process(tmp_path):
-    cat = make_demo_catalogue(tmp_path / "cat", n_images=48, size=40, n_eval=1)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=tmp_path / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=40, shard_size=32))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=tmp_path / "shards",
-                                  out_dir=tmp_path / "prep", vocab_size=200))
+    prepare_demo(tmp_path, n_images=48, size=40, n_eval=1, shard_size=32)
     write_vision(tmp_path / "vision", image_size=32)
     write_text(tmp_path / "text")
     ddp = run_fit(write_config(tmp_path, tmp_path / "ddp", batch_size=8), nproc=2)

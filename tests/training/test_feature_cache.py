@@ -13,15 +13,13 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 
 from click.testing import CliRunner  # noqa: E402
+from demo_data import prepare_demo, train_config  # noqa: E402
 from zsclip_train import feature_cache_build  # noqa: E402
 from zsclip_train.cli import main  # noqa: E402
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
 from zsclip_train.feature_cache_build import FeatureCacheConfig, cache_image_features  # noqa: E402
 from zsclip_train.fit import TrainConfig, fit_model  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 from zsclip_train.fit_model import ModelConfig  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 
 LOCKED = ModelConfig(image_tower="tiny", image_size=32, image_unlocked_blocks=0, text_dim=32, text_hidden=64,
                      embed_dim=32, text_dropout=0.2)
@@ -30,20 +28,11 @@ SHARD = 10  # 48 images: 5 shards, the last one short
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cachedata")
-    cat = make_demo_catalogue(root / "cat", n_images=48, size=48, n_eval=1)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=root / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=48, shard_size=16))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=root / "shards", out_dir=root / "prep",
-                                  vocab_size=200))
-    return root
+    return prepare_demo(tmp_path_factory.mktemp("cachedata"), n_images=48, size=48, n_eval=1, shard_size=16)
 
 
 def config(root, out, **kw) -> TrainConfig:
-    base = dict(data=root / "prep", out_dir=out, model=LOCKED, batch_size=8, accum_steps=2, steps=6, warmup_steps=1,
-                lr=3e-3, num_workers=0, log_every=1, checkpoint_every=3, device="cpu", precision="fp32")
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(root, out, **{"model": LOCKED, **kw})
 
 
 def write_json(path, cfg: TrainConfig):

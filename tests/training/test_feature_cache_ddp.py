@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,18 +14,11 @@ import pytest
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
+from demo_data import prepare_demo  # noqa: E402
+from test_ddp import free_port  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 
 STEPS = 12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(root, name: str, batch_size: int, cache: str):
@@ -52,11 +44,7 @@ def run(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_two_rank_cache_and_local_loss_fit_match_one_process(tmp_path):
-    cat = make_demo_catalogue(tmp_path / "cat", n_images=64, size=48, n_eval=1)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=tmp_path / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=48, shard_size=32))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=tmp_path / "shards",
-                                  out_dir=tmp_path / "prep", vocab_size=200))
+    prepare_demo(tmp_path, n_images=64, size=48, n_eval=1, shard_size=32)
     ddp_config = write_config(tmp_path, "ddp", batch_size=8, cache="cache2")
     cached = run(2, "cache-features", str(ddp_config), "--dtype", "float32", "--shard-size", "10")
     assert "64 images x 64 features in 7 shards (4 computed by this process" in cached.stdout, cached.stdout

@@ -12,26 +12,18 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 pytest.importorskip("zsclip_train.tiny_towers", reason="needs the hf: towers of branch issue16-towers")
 
+from demo_data import prepare_demo  # noqa: E402
 from zsclip.errors import ConfigError  # noqa: E402
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
 from zsclip_train.feature_cache_build import FeatureCacheConfig, cache_image_features  # noqa: E402
 from zsclip_train.fit import TrainConfig, fit_model  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 from zsclip_train.fit_model import ModelConfig  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 from zsclip_train.tiny_towers import write_tiny_towers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfcache")
-    cat = make_demo_catalogue(root / "cat", n_images=48, size=40, n_eval=1)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=root / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=40, shard_size=16))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=root / "shards", out_dir=root / "prep",
-                                  vocab_size=200))
-    return root
+    return prepare_demo(tmp_path_factory.mktemp("hfcache"), n_images=48, size=40, n_eval=1, shard_size=16)
 
 
 def config(root, out, model: ModelConfig, **kw) -> TrainConfig:

@@ -10,13 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
+from demo_data import prepare_demo, train_config  # noqa: E402
 from zsclip_train.cli import main  # noqa: E402
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
 from zsclip_train.fit import TrainConfig, fit_model, load_train_config  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 from zsclip_train.fit_model import ModelConfig, load_pretrained  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 
 TINY = ModelConfig(image_tower="tiny", image_size=32, image_unlocked_blocks=-1, text_dim=32, text_hidden=64,
                    embed_dim=32, text_dropout=0.2)
@@ -24,20 +22,11 @@ TINY = ModelConfig(image_tower="tiny", image_size=32, image_unlocked_blocks=-1, 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fitdata")
-    cat = make_demo_catalogue(root / "cat", n_images=48, size=48, n_eval=2)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=root / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=48, shard_size=16))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=root / "shards", out_dir=root / "prep",
-                                  vocab_size=200))
-    return root
+    return prepare_demo(tmp_path_factory.mktemp("fitdata"), n_images=48, size=48, n_eval=2, shard_size=16)
 
 
 def config(root, out, **kw) -> TrainConfig:
-    base = dict(data=root / "prep", out_dir=out, model=TINY, batch_size=8, accum_steps=2, steps=6, warmup_steps=1,
-                lr=3e-3, num_workers=0, log_every=1, checkpoint_every=3, device="cpu", precision="fp32")
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(root, out, **{"model": TINY, **kw})
 
 
 def state(path):

@@ -14,13 +14,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
+from demo_data import prepare_demo  # noqa: E402
 from zsclip.errors import ConfigError  # noqa: E402
-from zsclip_train.data_demo import make_demo_catalogue  # noqa: E402
-from zsclip_train.download import DownloadConfig, download_images  # noqa: E402
 from zsclip_train.fit import TrainConfig, fit_model  # noqa: E402
 from zsclip_train.fit_log import read_metric  # noqa: E402
 from zsclip_train.fit_model import ModelConfig, TwoTower, load_pretrained  # noqa: E402
-from zsclip_train.queries import PrepareConfig, prepare_dataset  # noqa: E402
 from zsclip_train.tiny_towers import write_tiny_towers  # noqa: E402
 
 
@@ -40,13 +38,7 @@ def towers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hfdata")
-    cat = make_demo_catalogue(root / "cat", n_images=384, size=40, n_eval=4)
-    download_images(DownloadConfig(images=cat / "images.json", out_dir=root / "shards", concurrency=4, retries=0,
-                                   min_side=32, resize_side=40, shard_size=128))
-    prepare_dataset(PrepareConfig(metadata=cat / "metadata.json", shard_dir=root / "shards", out_dir=root / "prep",
-                                  vocab_size=200))
-    return root
+    return prepare_demo(tmp_path_factory.mktemp("hfdata"), n_images=384, size=40, n_eval=4, shard_size=128)
 
 
 def lit_model(towers, **kw) -> ModelConfig:

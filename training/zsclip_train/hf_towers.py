@@ -96,7 +96,7 @@ def vision_model_of(reference: str) -> Any:
     if config.model_type in WHOLE_MODELS:
         whole_cls, vision_cls = (CLIPModel, CLIPVisionModel) if config.model_type == "clip" else (SiglipModel,
                                                                                                   SiglipVisionModel)
-        return split_vision(load_pretrained_model(whole_cls, reference), vision_cls)
+        return split_tower(load_pretrained_model(whole_cls, reference), "vision", vision_cls)
     if config.model_type == "clip_vision_model":  # also CLIPVisionModelWithProjection: its projection is dropped
         return load_pretrained_model(CLIPVisionModel, reference)
     model = load_pretrained_model(AutoModel, reference)
@@ -106,21 +106,15 @@ def vision_model_of(reference: str) -> Any:
     return model
 
 
-def split_vision(whole: Any, vision_cls: Any) -> Any:
-    """The vision tower of a whole model as a standalone `vision_cls` model (transformers >= 5 holds one already)."""
-    if isinstance(whole.vision_model, vision_cls):
-        return whole.vision_model
-    vision = vision_cls(whole.config.vision_config)
-    vision.vision_model = whole.vision_model
-    return vision
-
-
-def split_text(whole: Any, text_cls: Any) -> Any:
-    if isinstance(whole.text_model, text_cls):
-        return whole.text_model
-    text = text_cls(whole.config.text_config)
-    text.text_model = whole.text_model
-    return text
+def split_tower(whole: Any, part: str, tower_cls: Any) -> Any:
+    """The `part` ("vision" or "text") tower of a whole model as a standalone `tower_cls` model (transformers >= 5
+    holds one already)."""
+    inner = getattr(whole, f"{part}_model")
+    if isinstance(inner, tower_cls):
+        return inner
+    tower = tower_cls(getattr(whole.config, f"{part}_config"))
+    setattr(tower, f"{part}_model", inner)
+    return tower
 
 
 def text_model_of(reference: str) -> Any:
@@ -132,7 +126,7 @@ def text_model_of(reference: str) -> Any:
         raise ConfigError(f"hf:{reference}: a SigLIP text tower is not supported (it pools the last position, "
                           "which depends on padding); use a CLIP text model or an encoder such as BERT / XLM-RoBERTa")
     if config.model_type == "clip":
-        return split_text(load_pretrained_model(CLIPModel, reference), CLIPTextModel)
+        return split_tower(load_pretrained_model(CLIPModel, reference), "text", CLIPTextModel)
     return load_pretrained_model(AutoModel, reference)
 
 
@@ -255,8 +249,8 @@ def load_init_checkpoint(reference: str) -> Tuple[Any, Any, nn.Linear, nn.Linear
         raise ConfigError(f"init = \"hf:{reference}\": model_type {config.model_type!r} is not a whole CLIPModel "
                           "checkpoint; use image_tower / text_tower for single towers")
     whole = load_pretrained_model(CLIPModel, reference)
-    return (split_vision(whole, CLIPVisionModel), split_text(whole, CLIPTextModel), whole.visual_projection,
-            whole.text_projection, float(whole.logit_scale.detach()))
+    return (split_tower(whole, "vision", CLIPVisionModel), split_tower(whole, "text", CLIPTextModel),
+            whole.visual_projection, whole.text_projection, float(whole.logit_scale.detach()))
 
 
 def image_preprocess_of(reference: str) -> Any:
