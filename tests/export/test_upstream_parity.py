@@ -88,7 +88,18 @@ def ruclip_upstream():
             setattr(inert, name, lambda *args, **kwargs: None)
         package = types.ModuleType("torchvision")
         package.transforms = inert
+        # Only while ruclip is imported: left in sys.modules, the stand-in made open_clip's own torchvision
+        # fallback fail later in the same process (the family parity tests then skipped).
+        saved = {name: sys.modules.pop(name, None) for name in ("torchvision", "torchvision.transforms")}
         sys.modules["torchvision"], sys.modules["torchvision.transforms"] = package, inert
+        try:
+            return pytest.importorskip("ruclip")
+        finally:
+            for name, module in saved.items():
+                if module is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = module
     return pytest.importorskip("ruclip")
 
 
