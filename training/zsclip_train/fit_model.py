@@ -127,8 +127,6 @@ class TinyImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.body(pixels).mean(dim=(2, 3))
 
-    features = forward
-
 
 class EffNetLiteTower(nn.Module):
     """EfficientNet-Lite0 with its ImageNet weights, classifier removed: pixels -> features [B, 1280]."""
@@ -153,8 +151,6 @@ class EffNetLiteTower(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixels).mean(dim=(2, 3))
-
-    features = forward
 
     def unlock(self, blocks: int) -> None:
         """Freeze everything, then unfreeze the last `blocks` MBConv blocks and the head (-1: all)."""
@@ -181,8 +177,6 @@ class TextTower(nn.Module):
         pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return self.mlp(self.norm(pooled))
 
-    features = forward
-
 
 class TwoTower(nn.Module):
     """Image and text towers, each with a linear projection into the shared space, plus temperature and bias.
@@ -196,7 +190,7 @@ class TwoTower(nn.Module):
         super().__init__()
         self.config = cfg
         self.preprocess: Any = None
-        self.image_tower: Any  # every tower has features(...), width; hf: towers also module, freeze_unused()
+        self.image_tower: Any  # every tower: forward -> pooled features, width; hf: towers also module, freeze_unused()
         self.text_tower: Any
         self.image_proj: nn.Module
         self.text_proj: nn.Module
