@@ -34,6 +34,7 @@ from zsclip.errors import ConfigError, InputDataError
 
 from zsclip_train.data_pairs import PairDataset
 from zsclip_train.fit_model import TwoTower
+from zsclip_train.tower_lock import is_locked
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,9 @@ def shard_name(number: int) -> str:
     return f"features-{number:06d}.npy"
 
 
-def image_tower_is_locked(model: TwoTower) -> bool:
-    return not any(p.requires_grad for p in model.image_tower.parameters())
-
-
 def require_locked_image_tower(model: TwoTower) -> None:
     """Raises ConfigError unless every image tower parameter is frozen (the cache would be stale otherwise)."""
-    if not image_tower_is_locked(model):
+    if not is_locked(model.image_tower):
         raise ConfigError("feature_cache needs a fully locked image tower: set image_unlocked_blocks = 0 (or, for "
                           "hf: towers, lock_image = true with no unlocked layers), or remove feature_cache")
 

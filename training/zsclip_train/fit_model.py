@@ -25,6 +25,7 @@ from zsclip.errors import ConfigError, ModelDirError
 
 from zsclip_train.config_types import type_error
 from zsclip_train.hf_towers import HF_PREFIX, hf_reference
+from zsclip_train.tower_lock import is_locked, lock_tower
 
 IMAGE_TOWERS = ("tiny", "effnet-lite0")
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)  # TF EfficientNet-Lite was trained on (x - 127) / 128
@@ -126,8 +127,6 @@ class TinyImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.body(pixels).mean(dim=(2, 3))
 
-    features = forward
-
 
 class EffNetLiteTower(nn.Module):
     """EfficientNet-Lite0 with its ImageNet weights, classifier removed: pixels -> features [B, 1280]."""
@@ -152,8 +151,6 @@ class EffNetLiteTower(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixels).mean(dim=(2, 3))
-
-    features = forward
 
     def unlock(self, blocks: int) -> None:
         """Freeze everything, then unfreeze the last `blocks` MBConv blocks and the head (-1: all)."""
@@ -180,8 +177,6 @@ class TextTower(nn.Module):
         pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return self.mlp(self.norm(pooled))
 
-    features = forward
-
 
 class TwoTower(nn.Module):
     """Image and text towers, each with a linear projection into the shared space, plus temperature and bias.
@@ -195,7 +190,7 @@ class TwoTower(nn.Module):
         super().__init__()
         self.config = cfg
         self.preprocess: Any = None
-        self.image_tower: Any  # every tower has features(...), width; hf: towers also module, freeze_unused()
+        self.image_tower: Any  # every tower: forward -> pooled features, width; hf: towers also module, freeze_unused()
         self.text_tower: Any
         self.image_proj: nn.Module
         self.text_proj: nn.Module
@@ -236,8 +231,6 @@ class TwoTower(nn.Module):
 
     def apply_locks(self) -> None:
         """Locking per the config (open_clip semantics for hf: towers, see zsclip_train.tower_lock)."""
-        from zsclip_train.tower_lock import lock_tower
-
         cfg = self.config
         if isinstance(self.image_tower, EffNetLiteTower):
             self.image_tower.unlock(cfg.image_unlocked_blocks if cfg.lock_image else -1)
@@ -253,29 +246,25 @@ class TwoTower(nn.Module):
             else:
                 module.requires_grad_(True)
             tower.freeze_unused()
-            if cfg.grad_checkpointing and not self.is_locked(tower) and module.supports_gradient_checkpointing:
+            if cfg.grad_checkpointing and not is_locked(tower) and module.supports_gradient_checkpointing:
                 enable_checkpointing(module)
-
-    @staticmethod
-    def is_locked(tower: nn.Module) -> bool:
-        return not any(p.requires_grad for p in tower.parameters())
 
     def train(self, mode: bool = True) -> TwoTower:
         super().train(mode)
         for tower in (self.image_tower, self.text_tower):
-            if self.is_locked(tower):
+            if is_locked(tower):
                 tower.eval()  # a locked tower keeps its BatchNorm statistics and runs without dropout
         return self
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pooled image features before the projection; a locked tower runs under no_grad."""
-        if self.is_locked(self.image_tower):
+        if is_locked(self.image_tower):
             with torch.no_grad():
                 return self.image_tower(pixels)
         return self.image_tower(pixels)
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.is_locked(self.text_tower):
+        if is_locked(self.text_tower):
             with torch.no_grad():
                 return self.text_tower(input_ids, attention_mask)
         return self.text_tower(input_ids, attention_mask)
