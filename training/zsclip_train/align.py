@@ -106,7 +106,7 @@ def fit_head(
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss.detach()) * (len(rows) if order is not None else 1)
+            total += float(loss.detach()) * (len(pooled[rows]) if order is not None else 1)
         loss_value = total / n if order is not None else total
         if on_epoch:
             on_epoch(epoch, loss_value)
