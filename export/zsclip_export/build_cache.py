@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import numpy as np
+from zsclip.manifest import sha256_of
 
 logger = logging.getLogger(__name__)
 CACHE_ENV = "ZSCLIP_CACHE_DIR"
@@ -41,14 +42,6 @@ def cache_dir() -> Optional[Path]:
         return None if env == "off" else Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "zsclip" / "build"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions(*packages: str) -> Dict[str, str]:
@@ -116,7 +109,7 @@ def cached_bytes(kind: str, parts: Dict[str, Any], compute: Callable[[], bytes],
 def vocabulary_parts(navec_path: Path, cfg: Any) -> Dict[str, Any]:
     from zsclip_train import morph, vocab
 
-    return {"navec_sha256": file_sha256(navec_path), "config": dataclasses.asdict(cfg),
+    return {"navec_sha256": sha256_of(navec_path), "config": dataclasses.asdict(cfg),
             "packages": versions("wordfreq", "pymorphy3", "pymorphy3-dicts-ru", "numpy", "navec"),
             "source": source_sha(vocab, morph)}
 
@@ -162,7 +155,7 @@ def cached_glossary(exclude: Iterable[str], cfg: Any, folder: Optional[Path]) ->
         built = glossary.build_glossary(names, cfg, database)
         return json.dumps(built, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
-    parts = {"database_sha256": file_sha256(database), "config": dataclasses.asdict(cfg),
+    parts = {"database_sha256": sha256_of(database), "config": dataclasses.asdict(cfg),
              "exclude_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
              "source": source_sha(glossary, zsclip.glossary)}
     return cached_bytes("glossary", parts, compute, folder)
@@ -183,7 +176,7 @@ def head_key(vocabulary_parts: Dict[str, Any], prototypes: np.ndarray, label_tab
 
     parts = {"vocabulary": content_key("vocabulary", vocabulary_parts),
              "prototypes_sha256": hashlib.sha256(np.ascontiguousarray(prototypes, np.float32).tobytes()).hexdigest(),
-             "label_table_sha256": file_sha256(label_table), "config": dataclasses.asdict(align_cfg),
+             "label_table_sha256": sha256_of(label_table), "config": dataclasses.asdict(align_cfg),
              "torch": torch.__version__, "source": source_sha(align, labels, morph, text_tower)}
     return content_key("text_head", parts)
 

@@ -23,7 +23,7 @@ from zsclip.errors import ConfigError
 from zsclip.manifest import EmbeddingConfig, PreprocessConfig, TextConfig
 
 from zsclip_export.families import OPEN_CLIP_CONFIG, UPSTREAM_TEXT, SourceModel, manifest_fields, read_json
-from zsclip_export.hf_preprocess import backend_tokenizer, finish_tokenizer
+from zsclip_export.hf_preprocess import UPSTREAM_DRAFT_FACTOR, backend_tokenizer, finish_tokenizer
 from zsclip_export.open_clip_import import import_open_clip
 from zsclip_export.strict_load import load_state_strict, read_state_dict
 
@@ -142,7 +142,7 @@ def preprocess_of(folder: Path, model_cfg: Dict[str, Any], settings: Dict[str, A
     # open_clip's eval transform: image.convert("RGB"), torchvision Resize (long side truncated, one PIL resize),
     # CenterCrop; only the bounded JPEG draft decode (>= 4x the input size) stays on
     upstream = manifest_fields(PreprocessConfig, size_rounding="floor", rgb_conversion="convert", jpeg_draft=True,
-                               jpeg_draft_factor=4, reducing_gap=None)
+                               jpeg_draft_factor=UPSTREAM_DRAFT_FACTOR, reducing_gap=None)
     return PreprocessConfig(image_size=int(sizes[0]), resize_mode=RESIZE_MODES[mode],  # type: ignore[arg-type]
                             interpolation=settings.get("interpolation", "bicubic"),
                             mean=tuple(settings.get("mean", OPENAI_MEAN)), std=tuple(settings.get("std", OPENAI_STD)),

@@ -23,15 +23,17 @@ def default_prototypes(cfg: ExportConfig) -> Any:
     return ConceptImageTower(load_backbone(cfg.backbone)[0]).prototypes.numpy().copy()
 
 
-def default_head_key(cfg: ExportConfig, prototypes: Any = None) -> str:
-    """The key `zsclip-export` looks the head up by, for `cfg` (cheap: hashes only, no vocabulary build)."""
+def default_head_key(cfg: ExportConfig, prototypes: Any = None, parts: Any = None) -> str:
+    """The key `zsclip-export` looks the head up by, for `cfg` (cheap: hashes only, no vocabulary build; `parts`:
+    `build_cache.vocabulary_parts` for `cfg` when the caller has them)."""
     from zsclip_train.align import AlignConfig
     from zsclip_train.labels import default_table_path
     from zsclip_train.vocab import VocabConfig, find_navec_file
 
     from zsclip_export import build_cache
 
-    parts = build_cache.vocabulary_parts(find_navec_file(), VocabConfig(size=cfg.vocab_size))
+    if parts is None:
+        parts = build_cache.vocabulary_parts(find_navec_file(), VocabConfig(size=cfg.vocab_size))
     prototypes = default_prototypes(cfg) if prototypes is None else prototypes
     return build_cache.head_key(parts, prototypes, default_table_path(), AlignConfig(epochs=cfg.align_epochs))
 
@@ -46,11 +48,13 @@ def default_head_inputs(cfg: ExportConfig) -> Tuple[Any, Any, list, Any, str]:
     from zsclip_export import build_cache
 
     prototypes = default_prototypes(cfg)
-    vocab, _ = build_cache.cached_vocabulary(find_navec_file(), VocabConfig(size=cfg.vocab_size), cfg.cache_dir)
+    navec_path, vocab_cfg = find_navec_file(), VocabConfig(size=cfg.vocab_size)
+    parts = build_cache.vocabulary_parts(navec_path, vocab_cfg)
+    vocab, _ = build_cache.cached_vocabulary(navec_path, vocab_cfg, cfg.cache_dir, parts)
     tower = NavecTextTower(vocab.vectors, vocab.token_row, vocab.token_weight, prototypes, vocab.token_is_piece,
                            vocab.token_length)
     align = AlignConfig(epochs=cfg.align_epochs)
-    return tower, build_tokenizer(vocab), load_label_table(), align, default_head_key(cfg, prototypes)
+    return tower, build_tokenizer(vocab), load_label_table(), align, default_head_key(cfg, prototypes, parts)
 
 
 def fit_default_head(cfg: ExportConfig) -> Tuple[str, bytes]:
